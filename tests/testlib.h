@@ -1,0 +1,41 @@
+/* tests/testlib.h: the assertions every test uses. A failing CHECK prints file:line and the values,
+ * counts the failure and continues; test_finish() returns the exit code (0 pass, 1 fail).
+ * TEST_SKIP (77) is registered as ctest's SKIP_RETURN_CODE for tests that need a GPU or a missing file. */
+#ifndef TESTS_TESTLIB_H
+#define TESTS_TESTLIB_H
+#include <math.h>
+#include <stdio.h>
+
+#define TEST_SKIP 77
+extern int test_failures;
+extern int test_checks;
+
+#define CHECK(cond)                                                                                       \
+    do {                                                                                                  \
+        test_checks++;                                                                                    \
+        if (!(cond)) {                                                                                    \
+            test_failures++;                                                                              \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                     \
+        }                                                                                                 \
+    } while (0)
+#define CHECK_MSG(cond, ...)                                                                              \
+    do {                                                                                                  \
+        test_checks++;                                                                                    \
+        if (!(cond)) {                                                                                    \
+            test_failures++;                                                                              \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);                     \
+            fprintf(stderr, __VA_ARGS__);                                                                 \
+            fputc('\n', stderr);                                                                          \
+        }                                                                                                 \
+    } while (0)
+#define CHECK_NEAR(a, b, tol)                                                                             \
+    do {                                                                                                  \
+        double a_ = (a), b_ = (b);                                                                        \
+        CHECK_MSG(fabs(a_ - b_) <= (tol), "%s = %.9g, %s = %.9g, tol %.3g", #a, a_, #b, b_, (double)(tol)); \
+    } while (0)
+
+/* Max relative error between two arrays: max_i |a-b| / max(|b|_max, floor). Reports where it occurred. */
+double max_rel_err(const float *a, const float *b, size_t n, double floor, size_t *where);
+/* Prints "N checks, M failed" and returns the exit code. */
+int test_finish(const char *name);
+#endif
