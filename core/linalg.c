@@ -1,0 +1,189 @@
+/* core/linalg.c: LAPACKE wrappers in double for row-major float matrices (contract in linalg.h).
+ * Every input is copied to a column-major double buffer (the transpose is free during the float -> double
+ * copy), so LAPACK runs on the same matrix numpy/torch would give it and LAPACKE does no extra transposes. */
+#include "core/linalg.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <lapacke.h>
+#include <math.h>
+#include <string.h>
+
+/* Row-major float A (m,n) -> column-major double a (m,n), lda = m; fails on a non-finite entry. */
+static int to_colmajor(double *a, const float *A, int m, int n, const char *fn, Error *err) {
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            float x = A[(size_t)i * n + j];
+            if (!isfinite(x))
+                return err_set(err, "%s: A (%d x %d) has a non-finite entry %g at row %d, column %d: "
+                               "expected finite values", fn, m, n, (double)x, i, j);
+            a[(size_t)j * m + i] = x;
+        }
+    }
+    return 0;
+}
+
+/* Column-major double a (rows, cols, lda) -> row-major float X (rows, cols). */
+static void from_colmajor(float *X, const double *a, int rows, int cols, int lda) {
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) X[(size_t)i * cols + j] = (float)a[(size_t)j * lda + i];
+}
+
+/* SVD in double of a column-major copy of A: u (m,k) lda m, s (k), vt (k,n) ld k, all column-major.
+ * u and vt may be NULL together (values only). dgesdd first; it can fail to converge on rare inputs where
+ * dgesvd (QR iteration) does not, so retry with that. */
+static int svd_double(double *u, double *s, double *vt, const float *A, int m, int n, const char *fn,
+                      Error *err) {
+    int k = MIN(m, n);
+    double *a = xmalloc((size_t)m * n * sizeof *a);
+    int rc = to_colmajor(a, A, m, n, fn, err);
+    if (rc == 0) {
+        char job = u ? 'S' : 'N';
+        lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, job, m, n, a, m, s, u, m, vt, k);
+        ASSERTF(info >= 0, "%s: LAPACKE_dgesdd argument %d is invalid", fn, (int)-info);
+        if (info > 0) {
+            to_colmajor(a, A, m, n, fn, err);
+            double *superb = xmalloc((size_t)MAX(k, 2) * sizeof *superb);
+            lapack_int info2 = LAPACKE_dgesvd(LAPACK_COL_MAJOR, job, job, m, n, a, m, s, u, m, vt, k, superb);
+            free(superb);
+            ASSERTF(info2 >= 0, "%s: LAPACKE_dgesvd argument %d is invalid", fn, (int)-info2);
+            if (info2 > 0)
+                rc = err_set(err, "%s: SVD of A (%d x %d) did not converge (LAPACK dgesdd info %d, dgesvd info %d)",
+                             fn, m, n, (int)info, (int)info2);
+        }
+    }
+    free(a);
+    return rc;
+}
+
+int la_svd(float *U, float *S, float *Vt, const float *A, int m, int n, Error *err) {
+    ASSERT(m >= 1 && n >= 1 && A);
+    int k = MIN(m, n);
+    int vectors = U || Vt;
+    double *s = xmalloc((size_t)k * sizeof *s);
+    double *u = vectors ? xmalloc((size_t)m * k * sizeof *u) : NULL;
+    double *vt = vectors ? xmalloc((size_t)k * n * sizeof *vt) : NULL;
+    int rc = svd_double(u, s, vt, A, m, n, "la_svd", err);
+    if (rc == 0) {
+        if (S)
+            for (int i = 0; i < k; i++) S[i] = (float)s[i];
+        if (U) from_colmajor(U, u, m, k, m);
+        if (Vt) from_colmajor(Vt, vt, k, n, k);
+    }
+    free(s);
+    free(u);
+    free(vt);
+    return rc;
+}
+
+int la_qr(float *Q, float *R, const float *A, int m, int n, Error *err) {
+    ASSERT(m >= 1 && n >= 1 && A);
+    int k = MIN(m, n);
+    double *a = xmalloc((size_t)m * n * sizeof *a);
+    double *tau = xmalloc((size_t)k * sizeof *tau);
+    int rc = to_colmajor(a, A, m, n, "la_qr", err);
+    if (rc == 0) {
+        lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, m, n, a, m, tau);
+        ASSERTF(info == 0, "la_qr: LAPACKE_dgeqrf returned %d for A (%d x %d)", (int)info, m, n);
+        if (R)
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < n; j++) R[(size_t)i * n + j] = j >= i ? (float)a[(size_t)j * m + i] : 0.0f;
+        if (Q) {
+            /* The reflectors sit in the first k columns; dorgqr forms Q (m,k) in place. */
+            info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, m, k, k, a, m, tau);
+            ASSERTF(info == 0, "la_qr: LAPACKE_dorgqr returned %d for A (%d x %d)", (int)info, m, n);
+            from_colmajor(Q, a, m, k, m);
+        }
+    }
+    free(a);
+    free(tau);
+    return rc;
+}
+
+int la_eigh(float *w, float *V, const float *A, int n, Error *err) {
+    ASSERT(n >= 1 && A);
+    double *a = xmalloc((size_t)n * n * sizeof *a);
+    double *ev = xmalloc((size_t)n * sizeof *ev);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        for (int j = 0; j < n; j++) {
+            float x = A[(size_t)i * n + j];
+            if (!isfinite(x)) {
+                rc = err_set(err, "la_eigh: A (%d x %d) has a non-finite entry %g at row %d, column %d: "
+                             "expected finite values", n, n, (double)x, i, j);
+                break;
+            }
+            a[(size_t)j * n + i] = 0.5 * ((double)x + (double)A[(size_t)j * n + i]); /* symmetric: layout-free */
+        }
+    }
+    if (rc == 0) {
+        lapack_int info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, V ? 'V' : 'N', 'L', n, a, n, ev);
+        ASSERTF(info >= 0, "la_eigh: LAPACKE_dsyevd argument %d is invalid", (int)-info);
+        if (info > 0) {
+            rc = err_set(err, "la_eigh: eigendecomposition of A (%d x %d) did not converge (LAPACK dsyevd info %d)",
+                         n, n, (int)info);
+        } else {
+            /* LAPACK returns ascending order; reverse it (column j of V <- LAPACK's column n-1-j). */
+            if (w)
+                for (int j = 0; j < n; j++) w[j] = (float)ev[n - 1 - j];
+            if (V)
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < n; j++) V[(size_t)i * n + j] = (float)a[(size_t)(n - 1 - j) * n + i];
+        }
+    }
+    free(a);
+    free(ev);
+    return rc;
+}
+
+int la_pinv(float *Ap, const float *A, int m, int n, double rcond, double *tol_used, int *rank_used,
+            Error *err) {
+    ASSERT(m >= 1 && n >= 1 && A && Ap);
+    int k = MIN(m, n);
+    double *s = xmalloc((size_t)k * sizeof *s);
+    double *u = xmalloc((size_t)m * k * sizeof *u);
+    double *vt = xmalloc((size_t)k * n * sizeof *vt);
+    int rc = svd_double(u, s, vt, A, m, n, "la_pinv", err);
+    if (rc == 0) {
+        if (rcond < 0) rcond = (double)MAX(m, n) * FLT_EPSILON;
+        double tol = rcond * s[0];
+        int r = 0;
+        while (r < k && s[r] > tol) r++;
+        /* Ap = V_r diag(1/s) U_r^T: scale the kept rows of vt (column-major, ld k), then one GEMM.
+         * In column-major terms Ap^T (m,n) = U_r (m,r) * (diag(1/s) Vt_r) (r,n), which read row-major is Ap (n,m). */
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < r; i++) vt[(size_t)j * k + i] /= s[i];
+        double *apt = xcalloc((size_t)m * n, sizeof *apt);
+        if (r > 0)
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, m, n, r, 1.0, u, m, vt, k, 0.0, apt, m);
+        /* apt is Ap^T column-major (m,n), i.e. Ap row-major (n,m) already. */
+        for (size_t i = 0; i < (size_t)m * n; i++) Ap[i] = (float)apt[i];
+        free(apt);
+        if (tol_used) *tol_used = tol;
+        if (rank_used) *rank_used = r;
+    }
+    free(s);
+    free(u);
+    free(vt);
+    return rc;
+}
+
+int la_orth(float *Q, int *rank, const float *A, int m, int n, Error *err) {
+    ASSERT(m >= 1 && n >= 1 && A && Q && rank);
+    int k = MIN(m, n);
+    double *s = xmalloc((size_t)k * sizeof *s);
+    double *u = xmalloc((size_t)m * k * sizeof *u);
+    double *vt = xmalloc((size_t)k * n * sizeof *vt);
+    int rc = svd_double(u, s, vt, A, m, n, "la_orth", err);
+    if (rc == 0) {
+        double tol = (double)MAX(m, n) * FLT_EPSILON * s[0];
+        int r = 0;
+        while (r < k && s[r] > tol) r++;
+        from_colmajor(Q, u, m, r, m);
+        *rank = r;
+    }
+    free(s);
+    free(u);
+    free(vt);
+    return rc;
+}

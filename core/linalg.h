@@ -1,0 +1,46 @@
+/* core/linalg.h: the dense linear algebra the initializers and metrics use (METHODS.md: PiSSA, OLoRA, CorDA,
+ * CNTLoRA, LoRA-GA, information loss). All matrices are row-major float; each call copies its input to
+ * double, runs LAPACK (dgesdd / dgeqrf+dorgqr / dsyevd) in double and returns float, so the float results
+ * are accurate to float rounding whatever the conditioning of the intermediate steps.
+ *
+ * LAPACK sees the same column-major matrix numpy and torch (CPU) hand it, so sign choices match theirs
+ * where the LAPACK implementation agrees; they are not normalised: compare sign-invariant quantities.
+ *
+ * Sizes m, n >= 1 (an ASSERT). Outputs must not alias inputs. Input-dependent failures return -1 with
+ * err naming the function and the sizes: a non-finite entry (NaN/Inf) of the input, or LAPACK not converging. */
+#ifndef CORE_LINALG_H
+#define CORE_LINALG_H
+
+#include "core/common.h"
+
+/* Thin SVD A (m,n) = U (m,k) diag(S) (k) Vt (k,n), k = min(m,n), S descending and >= 0.
+ * Any output may be NULL if not wanted (S only: singular values without vectors, the cheaper path).
+ * dgesdd, retried with dgesvd if it does not converge. */
+int la_svd(float *U, float *S, float *Vt, const float *A, int m, int n, Error *err);
+
+/* Thin QR A (m,n) = Q (m,k) R (k,n), k = min(m,n); Q has orthonormal columns, R is upper triangular
+ * (upper trapezoidal when n > m; entries below the diagonal are exactly 0). Signs as LAPACK's Householder
+ * dgeqrf (and numpy.linalg.qr / torch.linalg.qr on CPU): R[j][j] = -sign(v_j[j]) * ||v_j|| where v_j is the
+ * j-th column after the previous reflections, so R[0][0] = -sign(A[0][0]) * ||A[:,0]||; the diagonal of R may
+ * be negative (OLoRA uses it as is, like PEFT). Either output may be NULL. */
+int la_qr(float *Q, float *R, const float *A, int m, int n, Error *err);
+
+/* Symmetric eigendecomposition A (n,n) = V diag(w) V^T with w DESCENDING; V row-major (n,n), column j is the
+ * unit eigenvector of w[j]. A is symmetrised as (A + A^T)/2 first (a Gram matrix summed in float is symmetric
+ * only up to rounding). Either output may be NULL (w only: no vectors). */
+int la_eigh(float *w, float *V, const float *A, int n, Error *err);
+
+/* Moore-Penrose pseudo-inverse Ap (n,m) of A (m,n) via the SVD: Ap = V diag(1/S_i, S_i > tol) U^T.
+ * Singular values <= tol are dropped; tol = rcond * S_max; rcond < 0 means LAPACK's usual
+ * max(m,n) * FLT_EPSILON (METHODS.md, CNTLoRA). A = 0 gives Ap = 0, rank 0.
+ * *tol_used (may be NULL): the absolute tolerance; *rank_used (may be NULL): how many singular values kept. */
+int la_pinv(float *Ap, const float *A, int m, int n, double rcond, double *tol_used, int *rank_used,
+            Error *err);
+
+/* Orthonormal basis of the column space of A (m,n): the left singular vectors with S_i > max(m,n) *
+ * FLT_EPSILON * S_max (scipy.linalg.orth's rule at float precision). Q must have room for m * min(m,n)
+ * floats; it is filled as a contiguous row-major (m, *rank) matrix. A = 0 (e.g. B at init) gives *rank = 0.
+ * Used by the information-loss metric (METHODS.md: Q_B = orth(B), Q_A = orth(A^T)). */
+int la_orth(float *Q, int *rank, const float *A, int m, int n, Error *err);
+
+#endif
