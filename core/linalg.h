@@ -21,8 +21,9 @@ int la_svd(float *U, float *S, float *Vt, const float *A, int m, int n, Error *e
 /* Thin QR A (m,n) = Q (m,k) R (k,n), k = min(m,n); Q has orthonormal columns, R is upper triangular
  * (upper trapezoidal when n > m; entries below the diagonal are exactly 0). Signs as LAPACK's Householder
  * dgeqrf (and numpy.linalg.qr / torch.linalg.qr on CPU): R[j][j] = -sign(v_j[j]) * ||v_j|| where v_j is the
- * j-th column after the previous reflections, so R[0][0] = -sign(A[0][0]) * ||A[:,0]||; the diagonal of R may
- * be negative (OLoRA uses it as is, like PEFT). Either output may be NULL. */
+ * j-th column after the previous reflections, so R[0][0] = -sign(A[0][0]) * ||A[:,0]|| (a column already zero
+ * below the diagonal is left as is); the diagonal of R may be negative (OLoRA uses it as is, like PEFT).
+ * Either output may be NULL. */
 int la_qr(float *Q, float *R, const float *A, int m, int n, Error *err);
 
 /* Symmetric eigendecomposition A (n,n) = V diag(w) V^T with w DESCENDING; V row-major (n,n), column j is the

@@ -28,6 +28,7 @@ static void remove_tmpdir(void) {
     closedir(d);
     rmdir(tmpdir);
 }
+/* <tmpdir>/<name> in a ring of 4 static buffers: valid until the 4th next call. */
 static const char *tpath(const char *name) {
     static char p[4][1024];
     static int slot;

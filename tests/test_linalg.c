@@ -24,6 +24,7 @@ static float *rand_mat(int m, int n) {
 }
 /* Integer matrix (m,n) of exact rank <= r: (m,r) x (r,n) with small integer entries, exact in float. */
 static float *lowrank_int(int m, int n, int r) {
+    ASSERT(m <= 64 && n <= 64);
     float *a = xcalloc((size_t)m * n, sizeof *a);
     for (int l = 0; l < r; l++) {
         float b[64], c[64];
