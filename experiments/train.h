@@ -1,0 +1,49 @@
+/* experiments/train.h: the supervised training loop every stage uses (pretrain, finetune): epochs over a
+ * shuffled training set, forward, cross-entropy, backward, clip, optimizer step, schedule, periodic eval.
+ * Determinism: data order, augmentation and every init are counter-based draws of (seed, stream), and every
+ * parallel reduction has a fixed order for a given thread count, so the same config + seed + threads gives
+ * bit-identical losses. No malloc in the step loop: batches and activations live in preallocated buffers
+ * and the per-step arena. */
+#ifndef EXPERIMENTS_TRAIN_H
+#define EXPERIMENTS_TRAIN_H
+#include "core/adapter.h"
+#include "core/model.h"
+#include "core/optim.h"
+#include "datasets/imageset.h"
+
+typedef struct TrainConfig {
+    int epochs;            /* passes over the training set (the last partial batch is dropped) */
+    long max_steps;        /* > 0: stop after this many steps (overrides epochs for the schedule) */
+    int batch;
+    OptConfig opt;
+    Schedule sched;        /* total_steps / warmup_steps filled from epochs when 0 */
+    float warmup_frac;     /* warmup_steps = warmup_frac * total when sched.warmup_steps == 0 */
+    float label_smoothing;
+    int hflip;             /* random horizontal flip augmentation */
+    uint64_t seed;
+    int eval_every;        /* evaluate on the test set every N epochs (0: only at the end) */
+    int eval_batch;
+} TrainConfig;
+
+typedef struct TrainHooks {
+    void *ctx;
+    /* after every step: 0-based step, loss, lr, pre-clip gradient norm, images/s of this step */
+    void (*on_step)(void *ctx, long step, double loss, float lr, double grad_norm, double img_s);
+    /* after every evaluation: 1-based epoch, test accuracy, test loss, seconds of training so far */
+    void (*on_eval)(void *ctx, int epoch, double acc, double loss, double train_s);
+} TrainHooks;
+
+typedef struct TrainResult {
+    long steps;
+    double last_loss;      /* mean training loss over the last epoch (or last 50 steps with max_steps) */
+    double test_acc, test_loss;
+    double train_s;        /* wall time of the training steps (excludes evaluation) */
+    double img_s;          /* training throughput over the whole run */
+} TrainResult;
+
+/* Trains the trainable views of m->params and of ad (may be NULL). Gradients must be allocated. */
+int train_classifier(Model *m, AdapterSet *ad, const ImageSet *train, const ImageSet *test, const TrainConfig *c,
+                     const TrainHooks *hooks, TrainResult *res, Error *err);
+/* Accuracy (and mean cross-entropy in *loss if not NULL) over a set, in eval mode. */
+double eval_classifier(Model *m, const ImageSet *s, int batch, Arena *ar, double *loss);
+#endif
