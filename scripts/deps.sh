@@ -1,0 +1,29 @@
+# scripts/deps.sh: sourced by scripts/test and scripts/quickstart. Installs what is missing on a fresh
+# Debian machine (as root), or prints the exact apt-get line and stops (as another user).
+LORALAB_PACKAGES="cmake make gcc pkg-config libopenblas-openmp-dev liblapacke-dev libhdf5-dev libyaml-dev \
+libsqlite3-dev zlib1g-dev gnuplot-nox dataset-fashion-mnist"
+
+loralab_install_deps() {
+    local missing=()
+    for p in $LORALAB_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing Debian packages: ${missing[*]}" >&2
+        echo "install them with:" >&2
+        echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Configure and build into build/ (Release, warnings as errors when WERROR=ON).
+loralab_build() {
+    local top="$1"; shift
+    cmake -S "$top" -B "$top/build" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+    cmake --build "$top/build" -j "$(nproc)"
+}

@@ -1,0 +1,147 @@
+/* tests/test_train.c: whole training runs.
+ *   it_determinism   same config + seed + threads -> bit-identical losses over 20 steps (full and LoRA);
+ *                    another seed -> different losses (the check can fail)
+ *   it_arena_steady  from the second step on, a training step allocates nothing (the arena stops growing)
+ *   it_fmnist_train  a short from-scratch run on real Fashion-MNIST learns (SKIP without the dataset) */
+#include <string.h>
+
+#include "datasets/idx.h"
+#include "experiments/train.h"
+#include "methods/lora.h"
+#include "core/rng.h"
+#include "gradcheck.h"
+#include "testlib.h"
+
+#define STEPS 20
+typedef struct { double loss[STEPS]; int n; } Trace;
+static void on_step(void *ctx, long step, double loss, float lr, double gn, double img_s) {
+    Trace *t = ctx;
+    if (t->n < STEPS) t->loss[t->n++] = loss;
+}
+
+static ViTConfig small_vit(void) {
+    return (ViTConfig){.img_size = 12, .in_ch = 1, .patch = 4, .dim = 16, .depth = 2, .heads = 2, .mlp_hidden = 32,
+                       .n_classes = 4, .pool = POOL_CLS, .ln_eps = 1e-6f};
+}
+
+/* Synthetic 4-class images: class k brightens quadrant k, plus noise from the project RNG. */
+static ImageSet synthetic(int n) {
+    ImageSet s = {.n = n, .C = 1, .H = 12, .W = 12, .K = 4};
+    s.x = malloc(sizeof(float) * n * 144);
+    s.y = malloc(sizeof(int) * n);
+    rng_fill_normal(s.x, (size_t)n * 144, 0, 1, 42, 1);
+    for (int i = 0; i < n; i++) {
+        int k = s.y[i] = i % 4;
+        for (int r = 0; r < 6; r++)
+            for (int c = 0; c < 6; c++) s.x[(size_t)i * 144 + (r + 6 * (k / 2)) * 12 + c + 6 * (k % 2)] += 1.5f;
+    }
+    return s;
+}
+
+static void run(Trace *t, uint64_t seed, int lora) {
+    Model m;
+    ModelConfig mc = {.family = MODEL_VIT, .vit = small_vit()};
+    Error err;
+    ASSERT(model_build(&m, &mc, &err) == 0);
+    model_init_params(&m, seed);
+    AdapterSet ad;
+    if (lora) {
+        params_set_all_trainable(m.params, 0);
+        params_set_trainable(m.params, "head.*", 1);
+        params_alloc_grads(m.params);
+        const char *pats[] = {"blocks.*.attn.q", "blocks.*.attn.v"};
+        AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = 4, .alpha = 8};
+        ASSERT(adapters_attach(&ad, m.targets, m.n_targets, m.params, pats, 2, &spec, seed, &err) == 4);
+    }
+    ImageSet train = synthetic(256);
+    TrainConfig tc = {.max_steps = STEPS, .batch = 32, .opt = {.kind = OPT_ADAMW, .lr = 3e-3f, .weight_decay = 0.05f},
+                      .sched = {.kind = SCHED_COSINE}, .warmup_frac = 0.1f, .label_smoothing = 0.1f, .hflip = 1,
+                      .seed = seed};
+    TrainHooks h = {.ctx = t, .on_step = on_step};
+    TrainResult r;
+    memset(t, 0, sizeof *t);
+    ASSERT(train_classifier(&m, lora ? &ad : NULL, &train, NULL, &tc, &h, &r, &err) == 0);
+    if (lora) adapters_free(&ad, m.targets, m.n_targets);
+    model_free(&m);
+    imageset_free(&train);
+}
+
+static void determinism(void) {
+    for (int lora = 0; lora < 2; lora++) {
+        Trace a, b, c;
+        run(&a, 7, lora);
+        run(&b, 7, lora);
+        run(&c, 8, lora);
+        CHECK(a.n == STEPS && b.n == STEPS);
+        CHECK_MSG(memcmp(a.loss, b.loss, sizeof a.loss) == 0, "%s: same seed gave different losses (%.9g vs %.9g at "
+                  "step 19)", lora ? "lora" : "full", a.loss[19], b.loss[19]);
+        CHECK_MSG(memcmp(a.loss, c.loss, sizeof a.loss) != 0, "another seed gave the same losses");
+        CHECK_MSG(a.loss[STEPS - 1] < a.loss[0], "%s: loss did not decrease: %.4f -> %.4f", lora ? "lora" : "full",
+                  a.loss[0], a.loss[STEPS - 1]);
+        printf("%s: loss %.5f -> %.5f over %d steps, identical on rerun\n", lora ? "lora" : "full", a.loss[0],
+               a.loss[STEPS - 1], STEPS);
+    }
+}
+
+static void arena_steady(void) {
+    ViT m;
+    ViTConfig cfg = small_vit();
+    Error err;
+    ASSERT(vit_build(&m, &cfg, &err) == 0);
+    vit_init_params(&m, 1);
+    Arena ar;
+    arena_init(&ar, 4096); /* deliberately small: the first step must grow it */
+    float x[8 * 144], logits[32], dl[32];
+    gc_fill(x, 8 * 144, -1, 1, 3);
+    gc_fill(dl, 32, -1, 1, 4);
+    int grows_after_first = 0;
+    for (int step = 0; step < 4; step++) {
+        arena_reset(&ar);
+        vit_forward(&m, logits, x, 8, &ar);
+        vit_backward(&m, dl, &ar);
+        if (step == 0) grows_after_first = ar.grows;
+    }
+    CHECK_MSG(grows_after_first > 0, "the first step should have grown the 4 KiB arena");
+    CHECK_MSG(ar.grows == grows_after_first, "arena grew after the first step: %d -> %d", grows_after_first, ar.grows);
+    printf("arena: %zu bytes high-water, grew %d times in step 1, 0 times after\n", ar.high, grows_after_first);
+    arena_free(&ar);
+    vit_free(&m);
+}
+
+static int fmnist(void) {
+    IdxSet tr, te;
+    Error err;
+    if (fashion_mnist_load(&tr, NULL, 1, &err) || fashion_mnist_load(&te, NULL, 0, &err)) {
+        printf("skipped: %s\n", err.msg);
+        return TEST_SKIP;
+    }
+    float mean, std;
+    idx_pixel_stats(&tr, &mean, &std);
+    CHECK_NEAR(mean, 0.2860, 1e-3); /* Fashion-MNIST's well-known training statistics */
+    CHECK_NEAR(std, 0.3530, 1e-3);
+    ImageSet train, test;
+    imageset_from_idx(&train, &tr, mean, std);
+    imageset_from_idx(&test, &te, mean, std);
+    ImageSet test_head = imageset_head(&test, 2000);
+    ModelConfig mc = {.family = MODEL_VIT, .vit = {.img_size = 28, .in_ch = 1, .patch = 7, .dim = 32, .depth = 2,
+                                                   .heads = 2, .mlp_hidden = 64, .n_classes = 10, .pool = POOL_CLS}};
+    Model m;
+    ASSERT(model_build(&m, &mc, &err) == 0);
+    model_init_params(&m, 0);
+    TrainConfig tc = {.max_steps = 150, .batch = 64, .opt = {.kind = OPT_ADAMW, .lr = 3e-3f, .weight_decay = 0.05f},
+                      .sched = {.kind = SCHED_COSINE}, .warmup_frac = 0.1f, .hflip = 1, .seed = 0};
+    TrainResult r;
+    ASSERT(train_classifier(&m, NULL, &train, &test_head, &tc, NULL, &r, &err) == 0);
+    printf("fmnist: 150 steps of 64, test acc %.4f (2000 images), %.0f img/s\n", r.test_acc, r.img_s);
+    CHECK_MSG(r.test_acc > 0.5, "test accuracy %.3f after 150 steps (chance is 0.1)", r.test_acc);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *w = argc > 1 ? argv[1] : "";
+    if (!strcmp(w, "determinism")) determinism();
+    else if (!strcmp(w, "arena")) arena_steady();
+    else if (!strcmp(w, "fmnist")) { if (fmnist() == TEST_SKIP) return TEST_SKIP; }
+    else { fprintf(stderr, "usage: test_train determinism|arena|fmnist\n"); return 2; }
+    return test_finish(w);
+}
