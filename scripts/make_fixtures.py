@@ -176,8 +176,28 @@ def to_hf(weights, d=16):
     return hf
 
 
+def make_optim():
+    """Three AdamW and three SGD(momentum, nesterov off) steps on a fixed parameter with fixed gradients."""
+    g = torch.Generator().manual_seed(5)
+    p0 = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    grads = [torch.randn(7, 5, generator=g, dtype=torch.float64) for _ in range(3)]
+    out = {"p0": p0}
+    for i, gr in enumerate(grads):
+        out[f"g{i}"] = gr
+    for kind in ("adamw", "sgd"):
+        p = p0.clone().requires_grad_()
+        opt = (torch.optim.AdamW([p], lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1) if kind == "adamw"
+               else torch.optim.SGD([p], lr=0.01, momentum=0.9, weight_decay=0.1))
+        for gr in grads:
+            p.grad = gr.clone(); opt.step()
+        out[kind] = p.detach()
+    save_safetensors(os.path.join(OUT, "optim_ref.safetensors"), out, {"torch": torch.__version__})
+    print("optim", float(out["adamw"][0, 0]), float(out["sgd"][0, 0]))
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     make_vit("tiny_vit", "cls", lora=False)
     make_vit("tiny_vit_mean", "mean", lora=False)
     make_vit("tiny_vit_lora", "cls", lora=True)
+    make_optim()
