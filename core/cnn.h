@@ -55,6 +55,7 @@ typedef struct {
     float **act;         /* (n_acts) activations, B samples each */
     float **dact;        /* (n_acts) their gradients during backward */
     float *col_scratch;  /* shared by every conv2d (core/cpu/conv2d.h) */
+    size_t col_scratch_floats;
     int B, train;
 } CnnModel;
 

@@ -1,7 +1,7 @@
 /* core/cpu/conv2d.c: im2col + OpenBLAS sgemm, one image at a time.
- * Threads: with at least as many images as threads, each thread takes whole images (its own im2col buffer,
- * single-threaded-sized GEMMs, no synchronisation); with fewer images (B=1 inference, tiny tests) the images
- * run in order and the parallelism comes from the im2col/col2im loops and the BLAS threads instead. */
+ * Threads: with at least as many images as threads (and enough work), each thread takes whole images with its
+ * own im2col buffer and runs its GEMMs on one thread, with no synchronisation; otherwise (B=1 inference, tiny
+ * layers) the images run in order and the parallelism comes from the im2col/col2im loops and BLAS. */
 #include "conv2d.h"
 
 #include <cblas.h>
@@ -27,10 +27,28 @@ static void check_shape(ConvShape s) {
             s.kh, s.kw, s.stride, s.pad);
 }
 
-/* Worker slots = threads that take whole images; 1 means "images in order, parallel inside". */
+/* The batch-parallel GEMMs must each run on one thread. OpenBLAS's OpenMP build does that by itself inside a
+ * parallel region; its pthreads build would start its own threads from every worker (oversubscription, and
+ * the callers queue on its one thread pool: 3x slower measured on 2 cores), so for the duration of the
+ * region we set it to one thread. Returns the count to restore, 0 for nothing to restore. */
+static int blas_single_begin(int slots) {
+    if (slots <= 1 || openblas_get_parallel() != 1) return 0;
+    int n = openblas_get_num_threads();
+    if (n <= 1) return 0;
+    openblas_set_num_threads(1);
+    return n;
+}
+static void blas_single_end(int n) {
+    if (n) openblas_set_num_threads(n);
+}
+
+/* Worker slots = threads that take whole images; 1 means "images in order, parallel inside". Below about a
+ * million multiply-adds a parallel region costs more than it saves (and far more on a busy machine, where
+ * the barrier waits for a descheduled thread). */
 static int n_slots(ConvShape s) {
     int t = omp_get_max_threads();
-    return (t > 1 && s.B >= t) ? t : 1;
+    double macs = (double)s.B * s.C_out * s.C_in * s.kh * s.kw * s.H_out * s.W_out;
+    return (t > 1 && s.B >= t && macs >= (double)(1 << 20)) ? t : 1;
 }
 
 /* A 1x1 stride-1 unpadded conv is a plain GEMM on the image itself: no im2col needed. */
@@ -111,13 +129,14 @@ void conv2d_forward(float *out, float *col_scratch, const float *inp, const floa
     check_shape(s);
     size_t K = (size_t)s.C_in * s.kh * s.kw, HWo = (size_t)s.H_out * s.W_out;
     size_t in_sz = (size_t)s.C_in * s.H * s.W, out_sz = (size_t)s.C_out * HWo;
-    int slots = n_slots(s);
+    int slots = n_slots(s), blas_threads = blas_single_begin(slots);
 #pragma omp parallel num_threads(slots) if (slots > 1)
     {
         float *col = col_scratch + (size_t)omp_get_thread_num() * K * HWo;
 #pragma omp for schedule(static)
         for (int b = 0; b < s.B; b++) forward_image(out + b * out_sz, col, inp + b * in_sz, weight, bias, s);
     }
+    blas_single_end(blas_threads);
 }
 
 /* One image's dW (+= dout_b @ col^T) and dinp (+= col2im(W^T @ dout_b)); colbuf is reused for both. */
@@ -169,6 +188,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *col_scrat
      * (deterministic for a given thread count). */
     float *partials = col_scratch + (size_t)slots * K * HWo;
     if (dweight && slots > 1) memset(partials, 0, (size_t)(slots - 1) * wsz * sizeof(float));
+    int blas_threads = blas_single_begin(slots);
 #pragma omp parallel num_threads(slots) if (slots > 1)
     {
         int t = omp_get_thread_num();
@@ -178,6 +198,7 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, float *col_scrat
         for (int b = 0; b < s.B; b++)
             backward_image(dinp ? dinp + b * in_sz : NULL, dw, col, dout + b * out_sz, inp + b * in_sz, weight, s);
     }
+    blas_single_end(blas_threads);
     if (dweight && slots > 1) {
 #pragma omp parallel for schedule(static) if (wsz > 65536)
         for (size_t i = 0; i < wsz; i++) {

@@ -18,7 +18,8 @@ ConvShape conv2d_shape(int B, int C_in, int H, int W, int C_out, int kh, int kw,
 
 /* Floats of col_scratch that forward and backward need (one im2col buffer per worker thread, plus private
  * weight-gradient partials for all but the first). Depends on omp_get_max_threads(): ask again after
- * changing the thread count. Allocate it from the step's arena, once, and share it between layers. */
+ * changing the thread count. Allocate it from the step's arena, once, and share it between layers.
+ * (While the images run in parallel, a pthreads build of OpenBLAS is set to one thread and restored after.) */
 size_t conv2d_scratch_floats(ConvShape s);
 
 /* out (B,C_out,H_out,W_out) = conv(inp (B,C_in,H,W), weight (C_out,C_in,kh,kw)) + bias (C_out, or NULL).

@@ -62,10 +62,11 @@ void maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, P
     }
 }
 
-/* PyTorch's avg_pool2d divisor with count_include_pad: the window clipped to the padded input. */
+/* count_include_pad: PyTorch divides by the window clipped to the padded input, which with floor-mode
+ * output sizes (no ceil_mode) is always the whole window: the last one ends at most at H + pad. */
 static int avg_divisor(int h0, int w0, PoolShape s) {
-    int h1 = MIN(h0 + s.kh, s.H + s.pad), w1 = MIN(w0 + s.kw, s.W + s.pad);
-    return (h1 - h0) * (w1 - w0);
+    ASSERT(h0 + s.kh <= s.H + s.pad && w0 + s.kw <= s.W + s.pad);
+    return s.kh * s.kw;
 }
 
 void avgpool2d_forward(float *out, const float *inp, PoolShape s) {

@@ -22,7 +22,7 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolShape 
 void maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, PoolShape s);
 
 /* out (B,C,H_out,W_out) = window mean of inp; the divisor counts padded positions (count_include_pad =
- * True, PyTorch's default): kh*kw except where a window runs past the padded border. */
+ * True, PyTorch's default), so it is always kh*kw. */
 void avgpool2d_forward(float *out, const float *inp, PoolShape s);
 /* ACCUMULATES dinp (B,C,H,W) += dout spread evenly over each window (same divisor as the forward). */
 void avgpool2d_backward(float *dinp, const float *dout, PoolShape s);
