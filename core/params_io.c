@@ -27,13 +27,19 @@ static void shape_str(char *buf, size_t cap, const int64_t *shape, int ndim) {
     if (k < cap) snprintf(buf + k, cap - k, ")");
 }
 
+static int is_float_dtype(StDType t) { return t == ST_F32 || t == ST_F16 || t == ST_BF16 || t == ST_F64; }
+
+/* Two passes: every file tensor is mapped and checked (name, dtype, size, coverage of the model) before a
+ * single value is copied, so a failed load leaves the model exactly as it was. */
 int params_load(ParamSet *ps, const char *path, const ParamLoadOptions *o, Error *err) {
     static const ParamLoadOptions none = {0};
     if (!o) o = &none;
     SafeTensors st;
     if (st_open(&st, path, err)) return -1;
+    typedef struct { int idx; int64_t off, n; } Plan; /* idx -1: dropped */
+    Plan *plan = xcalloc((size_t)(st.n ? st.n : 1), sizeof *plan);
     /* rows_loaded[i] counts rows of view i covered by the file, so a q/k/v split must cover all of qkv */
-    int64_t *rows_loaded = xcalloc((size_t)ps->n, sizeof *rows_loaded);
+    int64_t *rows_loaded = xcalloc((size_t)(ps->n ? ps->n : 1), sizeof *rows_loaded);
     int rc = 0;
     for (int t = 0; t < st.n && rc == 0; t++) {
         const StTensor *ft = &st.tensors[t];
@@ -42,6 +48,7 @@ int params_load(ParamSet *ps, const char *path, const ParamLoadOptions *o, Error
         int mapped = o->map ? o->map(ft->name, pname, sizeof pname, &row0, &rows, o->ctx)
                             : (snprintf(pname, sizeof pname, "%s", ft->name), 0);
         int idx = mapped == 0 ? params_find(ps, pname) : -1;
+        plan[t].idx = -1;
         if (idx < 0) {
             if (o->ignore && fnmatch(o->ignore, ft->name, 0) == 0) continue;
             rc = err_set(err, "%s: tensor '%s' matches no parameter of the model%s%s%s (wrong backbone config or "
@@ -62,7 +69,12 @@ int params_load(ParamSet *ps, const char *path, const ParamLoadOptions *o, Error
                          path, ft->name, fs, (long long)ft->numel, pname, ms, (long long)want);
             break;
         }
-        rc = st_read_f32(&st, ft->name, params_data(ps, idx) + (int64_t)row0 * row_len, want, err);
+        if (!is_float_dtype(ft->dtype)) {
+            rc = err_set(err, "%s: tensor '%s' has dtype %s; a parameter needs F32, F16, BF16 or F64", path, ft->name,
+                         st_dtype_name(ft->dtype));
+            break;
+        }
+        plan[t] = (Plan){.idx = idx, .off = (int64_t)row0 * row_len, .n = want};
         rows_loaded[idx] += nrows;
     }
     for (int i = 0; i < ps->n && rc == 0; i++) {
@@ -74,6 +86,10 @@ int params_load(ParamSet *ps, const char *path, const ParamLoadOptions *o, Error
                          v->name, rows_loaded[i] ? "incomplete" : "missing", (long long)rows_loaded[i],
                          (long long)need);
     }
+    for (int t = 0; t < st.n && rc == 0; t++)
+        if (plan[t].idx >= 0)
+            rc = st_read_f32(&st, st.tensors[t].name, params_data(ps, plan[t].idx) + plan[t].off, plan[t].n, err);
+    free(plan);
     free(rows_loaded);
     st_close(&st);
     return rc;
