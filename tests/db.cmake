@@ -1,0 +1,10 @@
+# results/db: the SQLite results database (tests/test_db.c; argv[1] picks the case). docs/record.md.
+ll_add_test_exe(test_db ${CMAKE_CURRENT_SOURCE_DIR}/test_db.c)
+add_test(NAME record_db_schema COMMAND test_db schema)
+add_test(NAME record_db_runs COMMAND test_db runs)
+add_test(NAME record_db_concurrent COMMAND test_db concurrent)
+add_test(NAME record_db_merge COMMAND test_db merge)
+add_test(NAME fault_db_locked COMMAND test_db locked)
+add_test(NAME fault_db_readonly COMMAND test_db readonly)
+add_test(NAME fault_db_corrupt COMMAND test_db corrupt)
+set_tests_properties(record_db_concurrent PROPERTIES TIMEOUT 300)
