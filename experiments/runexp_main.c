@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/params_io.h"
+#include "core/threads.h"
 #include "core/vit_io.h"
 #include "datasets/idx.h"
 #include "experiments/train.h"
@@ -92,7 +93,7 @@ int main(int argc, char **argv) {
             usage();
             return 2;
         }
-    if (o.threads > 0) omp_set_num_threads(o.threads);
+    core_set_threads(o.threads);
     Error err;
     IdxSet tr_idx, te_idx;
     if (fashion_mnist_load(&tr_idx, o.data_dir, 1, &err) || fashion_mnist_load(&te_idx, o.data_dir, 0, &err)) {

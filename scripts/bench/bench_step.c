@@ -12,6 +12,7 @@
 #include "core/model.h"
 #include "core/optim.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "methods/lora.h"
 
 static int cmp(const void *a, const void *b) {
@@ -21,7 +22,7 @@ static int cmp(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     int lora = argc > 1 && strcmp(argv[1], "lora") == 0;
-    if (argc > 2) omp_set_num_threads(atoi(argv[2]));
+    core_set_threads(argc > 2 ? atoi(argv[2]) : 0);
     int B = argc > 3 ? atoi(argv[3]) : 128, steps = argc > 4 ? atoi(argv[4]) : 40, K = 10;
     ModelConfig mc = {.family = MODEL_VIT, .vit = {.img_size = 28, .in_ch = 1, .patch = 7, .dim = 64, .depth = 4,
                                                    .heads = 2, .mlp_hidden = 256, .n_classes = K, .pool = POOL_CLS}};
