@@ -15,7 +15,7 @@ typedef struct Adapter Adapter;
 
 typedef struct AdapterKind {
     const char *name;
-    /* Register the adapter's tensors in ps (names "<target>.<tensor>", e.g. blocks.0.attn.q.lora_A). */
+    /* Register the adapter's tensors in ps (names "<target>.<tensor>", e.g. blocks.0.attn.qkv:q.lora_A). */
     void (*create)(Adapter *a, ParamSet *ps);
     /* The kind's default initialization (plain LoRA: A kaiming-uniform, B = 0). Initializers in methods/
      * may overwrite the tensors afterwards. */
@@ -32,7 +32,7 @@ typedef struct AdapterKind {
 
 struct Adapter {
     const AdapterKind *kind;
-    char target[PARAM_NAME_MAX]; /* the model's name for the adapted slice, e.g. blocks.3.attn.v */
+    char target[PARAM_NAME_MAX]; /* the model's name for the adapted slice, e.g. blocks.3.attn.qkv:v */
     int m, n, r;                 /* out rows of the slice, in features, rank */
     float alpha, scale;          /* scale = alpha / r (rsLoRA: alpha / sqrt(r)) */
     int row0;                    /* first row of the slice in the host weight */
@@ -85,7 +85,7 @@ typedef struct AdapterSpec {
 /* Attach one adapter per target whose name matches any of the globs in patterns (n_patterns), register
  * and allocate the adapters' tensors and run the kind's default init (seeded per target name).
  * Returns the number attached, or -1 with err when a pattern matches nothing or a target would get two
- * adapters (e.g. "attn.qkv" together with "attn.q"). */
+ * adapters (e.g. "attn.qkv" together with "attn.qkv:q"). */
 struct Error;
 int adapters_attach(AdapterSet *set, AdapterTarget *targets, int n_targets, ParamSet *model_ps,
                     const char *const *patterns, int n_patterns, const AdapterSpec *spec, uint64_t seed,

@@ -81,7 +81,7 @@ int vit_build(ViT *m, const ViTConfig *c, Error *err) {
         static const char *qkv_names[3] = {"q", "k", "v"};
         snprintf(n, sizeof n, "blocks.%d.attn.qkv", l); add_target(m, n, &b->qkv, 0, 3 * D);
         for (int j = 0; j < 3; j++) {
-            snprintf(n, sizeof n, "blocks.%d.attn.%s", l, qkv_names[j]);
+            snprintf(n, sizeof n, "blocks.%d.attn.qkv:%s", l, qkv_names[j]);
             add_target(m, n, &b->qkv, j * D, D);
         }
         snprintf(n, sizeof n, "blocks.%d.attn.proj", l); add_target(m, n, &b->proj, 0, D);

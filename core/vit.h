@@ -3,7 +3,7 @@
  *   patch_embed.proj.{weight (D,C,p,p), bias}, cls_token (1,1,D), pos_embed (1,T,D),
  *   blocks.i.norm1.{weight,bias}, blocks.i.attn.qkv.{weight (3D,D), bias}, blocks.i.attn.proj.*,
  *   blocks.i.norm2.*, blocks.i.mlp.fc1.*, blocks.i.mlp.fc2.*, norm.*, head.{weight (K,D), bias}.
- * Adapter targets (AdapterTarget names): blocks.i.attn.qkv, blocks.i.attn.q / .k / .v (thirds of the fused
+ * Adapter targets (AdapterTarget names): blocks.i.attn.qkv, blocks.i.attn.qkv:q / :k / :v (thirds of the fused
  * qkv), blocks.i.attn.proj, blocks.i.mlp.fc1, blocks.i.mlp.fc2, head. */
 #ifndef CORE_VIT_H
 #define CORE_VIT_H

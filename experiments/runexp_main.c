@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
     if (!lora && strcmp(cmd, "pretrain-fmnist") != 0) { usage(); return 2; }
     Opts o = {.epochs = lora ? 1 : 6, .batch = 128, .dim = 64, .depth = 4, .heads = 2, .patch = 7, .mlp = 256,
               .threads = 0, .rank = 8, .lr = lora ? 1e-3f : 2e-3f, .wd = lora ? 0.0f : 0.05f, .alpha = 16,
-              .smoothing = 0.1f, .warmup = 0.1f, .targets = "blocks.*.attn.q,blocks.*.attn.v",
+              .smoothing = 0.1f, .warmup = 0.1f, .targets = "blocks.*.attn.qkv:q,blocks.*.attn.qkv:v",
               .out = lora ? "runs/fmnist_lora.safetensors" : "runs/tiny_vit_fmnist.safetensors", .log_every = 50};
     for (int i = 2; i < argc; i++)
         if (parse_kv(&o, argv[i])) {

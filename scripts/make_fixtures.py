@@ -117,8 +117,8 @@ def make_vit(name, pool, lora):
                 A = (0.3 * torch.randn(r, 16, generator=g)).requires_grad_()
                 B = (0.3 * torch.randn(16, r, generator=g)).requires_grad_()
                 ad[key] = (A, B)
-                lora_tensors[f"blocks.{i}.attn.{key}.lora_A"] = A
-                lora_tensors[f"blocks.{i}.attn.{key}.lora_B"] = B
+                lora_tensors[f"blocks.{i}.attn.qkv:{key}.lora_A"] = A
+                lora_tensors[f"blocks.{i}.attn.qkv:{key}.lora_B"] = B
             b.lora = (ad, alpha / r)
         for k, p in m.named_parameters():
             p.requires_grad_(k.startswith("head."))
@@ -137,8 +137,8 @@ def make_vit(name, pool, lora):
     if lora:
         for i, b in enumerate(m.blocks):
             for key, (A, B) in b.lora[0].items():
-                ref[f"grad.blocks.{i}.attn.{key}.lora_A"] = A.grad
-                ref[f"grad.blocks.{i}.attn.{key}.lora_B"] = B.grad
+                ref[f"grad.blocks.{i}.attn.qkv:{key}.lora_A"] = A.grad
+                ref[f"grad.blocks.{i}.attn.qkv:{key}.lora_B"] = B.grad
     inputs = {k: v.detach() for k, v in lora_tensors.items()}
     inputs["input.x"] = x
     inputs["input.y"] = y.int()

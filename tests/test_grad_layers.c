@@ -208,7 +208,7 @@ static int check_vit(int lora) {
         params_set_all_trainable(&m.params, 0);
         params_set_trainable(&m.params, "head.*", 1);
         params_alloc_grads(&m.params);
-        const char *pats[] = {"blocks.*.attn.q", "blocks.*.attn.v", "blocks.1.mlp.fc1"};
+        const char *pats[] = {"blocks.*.attn.qkv:q", "blocks.*.attn.qkv:v", "blocks.1.mlp.fc1"};
         AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = 2, .alpha = 4};
         Error err;
         int n = adapters_attach(&set, m.targets, m.n_targets, &m.params, pats, 3, &spec, 5, &err);

@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
         params_set_all_trainable(&m.params, 0);
         params_set_trainable(&m.params, "head.*", 1);
         params_alloc_grads(&m.params);
-        const char *pats[] = {"blocks.*.attn.q", "blocks.*.attn.v"};
+        const char *pats[] = {"blocks.*.attn.qkv:q", "blocks.*.attn.qkv:v"};
         AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = 2, .alpha = 4};
         ASSERT(adapters_attach(&ad, m.targets, m.n_targets, &m.params, pats, 2, &spec, 0, &err) == 4);
         ParamLoadOptions o = {.ignore = "input.*"};
