@@ -94,21 +94,30 @@ int vit_build(ViT *m, const ViTConfig *c, Error *err) {
 
 void vit_init_params(ViT *m, uint64_t seed) {
     ParamSet *ps = &m->params;
+    int torch = m->cfg.init_torch;
     for (int i = 0; i < ps->n; i++) {
         ParamView *v = &ps->views[i];
         float *x = params_data(ps, i);
         uint64_t st = rng_stream(v->name, 0, 0);
         size_t len = strlen(v->name);
         int is_weight = len > 7 && strcmp(v->name + len - 7, ".weight") == 0;
-        if (i == m->patch_w || i == m->patch_b) { /* PyTorch Conv2d default: U(+-1/sqrt(fan_in)) for both */
+        /* fan_in of a Linear/Conv weight is numel / out; its bias shares the weight's fan_in */
+        const ParamView *w = is_weight || i == 0 ? v : &ps->views[i - 1];
+        float fan_in = w->ndim ? (float)w->numel / (float)w->shape[0] : 1.0f;
+        if (i == m->patch_w || i == m->patch_b) { /* PyTorch Conv2d default in both styles: U(+-1/sqrt(fan_in)) */
             float bound = 1.0f / sqrtf((float)m->patch_slot.in);
             rng_fill_uniform(x, v->numel, -bound, bound, seed, st);
         } else if (i == m->cls) {
-            rng_fill_normal(x, v->numel, 0.0f, 1e-6f, seed, st);
+            if (torch) memset(x, 0, v->numel * sizeof(float));
+            else rng_fill_normal(x, v->numel, 0.0f, 1e-6f, seed, st);
         } else if (i == m->pos) {
-            rng_fill_trunc_normal(x, v->numel, 0.0f, 0.02f, -2.0f, 2.0f, seed, st);
+            if (torch) rng_fill_normal(x, v->numel, 0.0f, 0.02f, seed, st);
+            else rng_fill_trunc_normal(x, v->numel, 0.0f, 0.02f, -2.0f, 2.0f, seed, st);
         } else if (strstr(v->name, "norm")) {
             for (size_t k = 0; k < v->numel; k++) x[k] = is_weight ? 1.0f : 0.0f;
+        } else if (torch) { /* kaiming_uniform(a=sqrt 5) = U(+-1/sqrt(fan_in)) for weights, same bound for biases */
+            float bound = 1.0f / sqrtf(fan_in);
+            rng_fill_uniform(x, v->numel, -bound, bound, seed, st);
         } else if (is_weight) {
             rng_fill_trunc_normal(x, v->numel, 0.0f, 0.02f, -2.0f, 2.0f, seed, st);
         } else {

@@ -19,6 +19,8 @@ typedef struct ViTConfig {
     int n_classes;
     TokenPool pool;   /* POOL_CLS (timm 'token') or POOL_MEAN (timm 'avg', patch tokens only) */
     float ln_eps;     /* timm: 1e-6 */
+    int init_torch;   /* 0: timm's init (below); 1: PyTorch module defaults (Linear: kaiming-uniform(a=sqrt 5)
+                         weight and U(+-1/sqrt(fan_in)) bias; cls 0; pos N(0, .02)) */
 } ViTConfig;
 
 typedef struct ViTBlock {
@@ -48,7 +50,7 @@ typedef struct ViT {
 
 /* Validates the config (names the bad field), registers and allocates parameters (zeroed). */
 int vit_build(ViT *m, const ViTConfig *cfg, Error *err);
-/* timm-style init: Linear weights trunc_normal(std .02), biases 0, pos_embed trunc_normal(.02),
+/* cfg.init_torch = 0 (timm): Linear weights trunc_normal(std .02), biases 0, pos_embed trunc_normal(.02),
  * cls_token N(0, 1e-6), patch embedding as PyTorch's Conv2d default, LayerNorm (1, 0). */
 void vit_init_params(ViT *m, uint64_t seed);
 /* logits (B, K); img (B, C, H, W). Activations come from ar and stay there for vit_backward. */

@@ -17,7 +17,7 @@
 
 typedef struct Opts {
     const char *data_dir, *out, *ckpt, *targets;
-    int epochs, batch, dim, depth, heads, patch, mlp, threads, rank, train_n, log_every;
+    int init_torch, epochs, batch, dim, depth, heads, patch, mlp, threads, rank, train_n, log_every;
     long max_steps;
     float lr, wd, alpha, smoothing, warmup;
     uint64_t seed;
@@ -27,7 +27,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: runexp pretrain-fmnist [key=value ...]\n"
             "       runexp lora-fmnist ckpt=PATH [key=value ...]\n"
-            "keys: data=DIR out=PATH ckpt=PATH epochs=N max_steps=N batch=N lr=F wd=F warmup=F smoothing=F\n"
+            "keys: data=DIR out=PATH init=timm|torch ckpt=PATH epochs=N max_steps=N batch=N lr=F wd=F warmup=F smoothing=F\n"
             "      seed=N threads=N dim=N depth=N heads=N patch=N mlp=N rank=N alpha=F targets=GLOB[,GLOB]\n"
             "      train_n=N (use the first N training images) log_every=N\n");
 }
@@ -42,7 +42,10 @@ static int parse_kv(Opts *o, const char *kv) {
     else if (IS("out")) o->out = v;
     else if (IS("ckpt")) o->ckpt = v;
     else if (IS("targets")) o->targets = v;
-    else if (IS("epochs")) o->epochs = atoi(v);
+    else if (IS("init")) {
+        if (strcmp(v, "torch") && strcmp(v, "timm")) return -1;
+        o->init_torch = strcmp(v, "torch") == 0;
+    } else if (IS("epochs")) o->epochs = atoi(v);
     else if (IS("max_steps")) o->max_steps = atol(v);
     else if (IS("batch")) o->batch = atoi(v);
     else if (IS("dim")) o->dim = atoi(v);
@@ -112,7 +115,7 @@ int main(int argc, char **argv) {
     ModelConfig mc = {.family = MODEL_VIT,
                       .vit = {.img_size = 28, .in_ch = 1, .patch = o.patch, .dim = o.dim, .depth = o.depth,
                               .heads = o.heads, .mlp_hidden = o.mlp, .n_classes = 10, .pool = POOL_CLS,
-                              .ln_eps = 1e-6f}};
+                              .ln_eps = 1e-6f, .init_torch = o.init_torch}};
     Model m;
     if (model_build(&m, &mc, &err)) { fprintf(stderr, "runexp: %s\n", err.msg); return 1; }
     model_init_params(&m, o.seed);
