@@ -86,7 +86,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     int lora = strcmp(cmd, "lora-fmnist") == 0;
     if (!lora && strcmp(cmd, "pretrain-fmnist") != 0) { usage(); return 2; }
-    Opts o = {.epochs = lora ? 1 : 6, .batch = 128, .dim = 64, .depth = 4, .heads = 2, .patch = 7, .mlp = 256,
+    /* init=torch by default: on this task it reaches 88% in 5-6 epochs where timm's init needs ~10 */
+    Opts o = {.init_torch = 1, .epochs = lora ? 1 : 6, .batch = 128, .dim = 64, .depth = 4, .heads = 2, .patch = 7, .mlp = 256,
               .threads = 0, .rank = 8, .lr = lora ? 1e-3f : 2e-3f, .wd = lora ? 0.0f : 0.05f, .alpha = 16,
               .smoothing = 0.1f, .warmup = 0.1f, .targets = "blocks.*.attn.qkv:q,blocks.*.attn.qkv:v",
               .out = lora ? "runs/fmnist_lora.safetensors" : "runs/tiny_vit_fmnist.safetensors", .log_every = 50};
