@@ -148,7 +148,10 @@ int main(int argc, char **argv) {
     LogCtx lc = {.log_every = o.log_every};
     TrainHooks hooks = {.ctx = &lc, .on_step = on_step, .on_eval = on_eval};
     TrainResult r;
-    if (train_classifier(&m, adp, &train_view, &test, &tc, &hooks, &r, &err)) {
+    Optimizer opt;
+    train_optimizer_init(&opt, &tc.opt, &m, adp);
+    TrainState state = {0};
+    if (train_classifier(&m, adp, &opt, &state, &train_view, &test, &tc, &hooks, &r, &err)) {
         fprintf(stderr, "runexp: %s\n", err.msg);
         return 1;
     }

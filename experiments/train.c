@@ -24,8 +24,16 @@ double eval_classifier(Model *m, const ImageSet *s, int batch, Arena *ar, double
     return (double)hits / s->n;
 }
 
-int train_classifier(Model *m, AdapterSet *ad, const ImageSet *train, const ImageSet *test, const TrainConfig *c,
-                     const TrainHooks *hooks, TrainResult *res, Error *err) {
+void train_optimizer_init(Optimizer *opt, const OptConfig *oc, Model *m, AdapterSet *ad) {
+    ParamSet *sets[2] = {m->params, ad ? &ad->params : NULL};
+    optim_init(opt, oc, sets, ad ? 2 : 1);
+}
+
+int train_classifier(Model *m, AdapterSet *ad, Optimizer *opt, TrainState *st, const ImageSet *train,
+                     const ImageSet *test, const TrainConfig *c, const TrainHooks *hooks, TrainResult *res,
+                     Error *err) {
+    static const TrainHooks no_hooks = {0};
+    if (!hooks) hooks = &no_hooks;
     memset(res, 0, sizeof *res);
     if (c->batch <= 0 || c->batch > train->n)
         return err_set(err, "trainer.batch %d must be between 1 and the training set size %d", c->batch, train->n);
@@ -37,23 +45,22 @@ int train_classifier(Model *m, AdapterSet *ad, const ImageSet *train, const Imag
     Schedule sched = c->sched;
     if (sched.total_steps == 0) sched.total_steps = total;
     if (sched.warmup_steps == 0) sched.warmup_steps = (long)(c->warmup_frac * (float)total);
-    ParamSet *sets[2] = {m->params, ad ? &ad->params : NULL};
-    Optimizer opt;
-    optim_init(&opt, &c->opt, sets, ad ? 2 : 1);
     size_t per = (size_t)train->C * train->H * train->W;
     float *xb = xmalloc_aligned((size_t)B * per * sizeof(float)), *logits = xmalloc((size_t)B * K * sizeof(float));
     float *probs = xmalloc((size_t)B * K * sizeof(float)), *dlogits = xmalloc((size_t)B * K * sizeof(float));
     int *yb = xmalloc((size_t)B * sizeof(int)), *perm = xmalloc((size_t)train->n * sizeof(int));
     Arena ar;
     arena_init(&ar, 1u << 24);
-    long step = 0;
-    double t_train = 0, epoch_loss = 0;
-    int epoch_batches = 0;
-    for (int epoch = 0; step < total; epoch++) {
+    int rc = 0;
+    long step = st->step;
+    for (int epoch = (int)(step / steps_per_epoch); step < total && rc == 0 && !res->interrupted; epoch++) {
         rng_permutation(perm, train->n, c->seed, rng_stream("data.order", (uint64_t)epoch, 0));
-        epoch_loss = 0;
-        epoch_batches = 0;
-        for (int bi = 0; bi < steps_per_epoch && step < total; bi++, step++) {
+        for (int bi = (int)(step % steps_per_epoch); bi < steps_per_epoch && step < total; bi++) {
+            if (hooks->should_stop && hooks->should_stop(hooks->ctx)) {
+                res->interrupted = 1;
+                if (hooks->on_checkpoint) rc = hooks->on_checkpoint(hooks->ctx, st, err);
+                break;
+            }
             double t0 = now_seconds();
             imageset_batch(xb, yb, train, perm + (long)bi * B, B, c->hflip, c->seed,
                            rng_stream("data.hflip", (uint64_t)epoch, 0));
@@ -65,26 +72,39 @@ int train_classifier(Model *m, AdapterSet *ad, const ImageSet *train, const Imag
             if (ad) params_zero_grad(&ad->params);
             model_backward(m, dlogits, &ar);
             float lr = c->opt.lr * sched_factor(&sched, step);
-            double gnorm = optim_step(&opt, lr);
+            double gnorm = optim_step(opt, lr);
             double dt = now_seconds() - t0;
-            t_train += dt;
-            epoch_loss += loss;
-            epoch_batches++;
-            if (hooks && hooks->on_step) hooks->on_step(hooks->ctx, step, loss, lr, gnorm, B / dt);
+            step++;
+            st->step = step;
+            st->train_s += dt;
+            st->epoch_loss_sum += loss;
+            st->epoch_batches++;
             res->last_loss = loss;
+            if (hooks->on_step) hooks->on_step(hooks->ctx, step - 1, loss, lr, gnorm, B / dt);
+            /* an epoch's last step is checkpointed after the epoch-end evaluation below, so a resume never
+             * replays or skips it */
+            if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step % steps_per_epoch != 0 &&
+                step < total && hooks->on_checkpoint && (rc = hooks->on_checkpoint(hooks->ctx, st, err)) != 0)
+                break;
         }
+        if (rc || res->interrupted) break;
         int last = step >= total;
         if (test && (last || (c->eval_every > 0 && (epoch + 1) % c->eval_every == 0))) {
             res->test_acc = eval_classifier(m, test, c->eval_batch > 0 ? c->eval_batch : 500, &ar, &res->test_loss);
-            if (hooks && hooks->on_eval) hooks->on_eval(hooks->ctx, epoch + 1, res->test_acc, res->test_loss, t_train);
+            if (hooks->on_eval) hooks->on_eval(hooks->ctx, epoch + 1, res->test_acc, res->test_loss, st->train_s);
+        }
+        if (st->epoch_batches) res->last_loss = st->epoch_loss_sum / st->epoch_batches;
+        if (!last) {
+            st->epoch_loss_sum = 0;
+            st->epoch_batches = 0;
+            if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && hooks->on_checkpoint)
+                rc = hooks->on_checkpoint(hooks->ctx, st, err);
         }
     }
-    if (epoch_batches) res->last_loss = epoch_loss / epoch_batches;
-    res->steps = step;
-    res->train_s = t_train;
-    res->img_s = t_train > 0 ? (double)step * B / t_train : 0;
+    res->steps = st->step;
+    res->train_s = st->train_s;
+    res->img_s = st->train_s > 0 ? (double)st->step * B / st->train_s : 0;
     arena_free(&ar);
-    optim_free(&opt);
     free(xb); free(logits); free(probs); free(dlogits); free(yb); free(perm);
-    return 0;
+    return rc;
 }

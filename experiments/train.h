@@ -23,7 +23,17 @@ typedef struct TrainConfig {
     uint64_t seed;
     int eval_every;        /* evaluate on the test set every N epochs (0: only at the end) */
     int eval_batch;
+    int checkpoint_every;  /* > 0: call hooks->on_checkpoint every N steps */
 } TrainConfig;
+
+/* Where a run stands; the caller saves it with a checkpoint and passes it back to resume. A resumed run
+ * recomputes the epoch's data order from (seed, epoch), so its curve equals the uninterrupted one. */
+typedef struct TrainState {
+    long step;             /* steps done */
+    double epoch_loss_sum; /* over the current epoch's steps so far */
+    int epoch_batches;
+    double train_s;        /* wall time of training steps so far, over all resumes */
+} TrainState;
 
 typedef struct TrainHooks {
     void *ctx;
@@ -31,6 +41,11 @@ typedef struct TrainHooks {
     void (*on_step)(void *ctx, long step, double loss, float lr, double grad_norm, double img_s);
     /* after every evaluation: 1-based epoch, test accuracy, test loss, seconds of training so far */
     void (*on_eval)(void *ctx, int epoch, double acc, double loss, double train_s);
+    /* every checkpoint_every steps and before an early stop: save the model, adapters, optimizer and
+     * *state (step = steps done). Nonzero = failure (err filled): training stops with that error. */
+    int (*on_checkpoint)(void *ctx, const TrainState *state, Error *err);
+    /* polled before every step; nonzero = stop now (SIGINT/SIGTERM): checkpoint, return interrupted. */
+    int (*should_stop)(void *ctx);
 } TrainHooks;
 
 typedef struct TrainResult {
@@ -39,11 +54,17 @@ typedef struct TrainResult {
     double test_acc, test_loss;
     double train_s;        /* wall time of the training steps (excludes evaluation) */
     double img_s;          /* training throughput over the whole run */
+    int interrupted;       /* should_stop asked to stop; state holds where */
 } TrainResult;
 
-/* Trains the trainable views of m->params and of ad (may be NULL). Gradients must be allocated. */
-int train_classifier(Model *m, AdapterSet *ad, const ImageSet *train, const ImageSet *test, const TrainConfig *c,
-                     const TrainHooks *hooks, TrainResult *res, Error *err);
+/* The optimizer over the model's and the adapters' (may be NULL) trainable views. */
+void train_optimizer_init(Optimizer *opt, const OptConfig *oc, Model *m, AdapterSet *ad);
+/* Trains the trainable views of m->params and of ad (may be NULL) with opt (whose state may come from a
+ * checkpoint), from *state (zeroed for a fresh run) until the configured end; updates *state. Gradients
+ * must be allocated. hooks may be NULL. */
+int train_classifier(Model *m, AdapterSet *ad, Optimizer *opt, TrainState *state, const ImageSet *train,
+                     const ImageSet *test, const TrainConfig *c, const TrainHooks *hooks, TrainResult *res,
+                     Error *err);
 /* Accuracy (and mean cross-entropy in *loss if not NULL) over a set, in eval mode. */
 double eval_classifier(Model *m, const ImageSet *s, int batch, Arena *ar, double *loss);
 #endif

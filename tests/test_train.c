@@ -60,7 +60,11 @@ static void run(Trace *t, uint64_t seed, int lora) {
     TrainHooks h = {.ctx = t, .on_step = on_step};
     TrainResult r;
     memset(t, 0, sizeof *t);
-    ASSERT(train_classifier(&m, lora ? &ad : NULL, &train, NULL, &tc, &h, &r, &err) == 0);
+    Optimizer opt;
+    train_optimizer_init(&opt, &tc.opt, &m, lora ? &ad : NULL);
+    TrainState st = {0};
+    ASSERT(train_classifier(&m, lora ? &ad : NULL, &opt, &st, &train, NULL, &tc, &h, &r, &err) == 0);
+    optim_free(&opt);
     if (lora) adapters_free(&ad, m.targets, m.n_targets);
     model_free(&m);
     imageset_free(&train);
@@ -131,7 +135,11 @@ static int fmnist(void) {
     TrainConfig tc = {.max_steps = 150, .batch = 64, .opt = {.kind = OPT_ADAMW, .lr = 3e-3f, .weight_decay = 0.05f},
                       .sched = {.kind = SCHED_COSINE}, .warmup_frac = 0.1f, .hflip = 1, .seed = 0};
     TrainResult r;
-    ASSERT(train_classifier(&m, NULL, &train, &test_head, &tc, NULL, &r, &err) == 0);
+    Optimizer opt;
+    train_optimizer_init(&opt, &tc.opt, &m, NULL);
+    TrainState st = {0};
+    ASSERT(train_classifier(&m, NULL, &opt, &st, &train, &test_head, &tc, NULL, &r, &err) == 0);
+    optim_free(&opt);
     printf("fmnist: 150 steps of 64, test acc %.4f (2000 images), %.0f img/s\n", r.test_acc, r.img_s);
     CHECK_MSG(r.test_acc > 0.5, "test accuracy %.3f after 150 steps (chance is 0.1)", r.test_acc);
     return 0;
