@@ -4,8 +4,10 @@
  *   it_arena_steady  from the second step on, a training step allocates nothing (the arena stops growing)
  *   it_fmnist_train  a short from-scratch run on real Fashion-MNIST learns (SKIP without the dataset) */
 #include <string.h>
+#include <unistd.h>
 
 #include "datasets/idx.h"
+#include "experiments/checkpoint.h"
 #include "experiments/train.h"
 #include "methods/lora.h"
 #include "core/rng.h"
@@ -68,6 +70,81 @@ static void run(Trace *t, uint64_t seed, int lora) {
     if (lora) adapters_free(&ad, m.targets, m.n_targets);
     model_free(&m);
     imageset_free(&train);
+}
+
+/* Resume: stop after k steps (checkpoint to a file), rebuild everything from scratch, load, continue: the
+ * losses of the resumed steps equal the uninterrupted run's bit for bit. */
+typedef struct { Trace *t; long stop_at; const char *path; Model *m; AdapterSet *ad; Optimizer *opt; } StopCtx;
+static void stop_on_step(void *ctx, long step, double loss, float lr, double gn, double img_s) {
+    on_step(((StopCtx *)ctx)->t, step, loss, lr, gn, img_s);
+}
+static int stop_now(void *ctx) {
+    StopCtx *s = ctx;
+    return s->t->n >= s->stop_at;
+}
+static int save_ckpt(void *ctx, const TrainState *st, Error *err) {
+    StopCtx *s = ctx;
+    return ckpt_save(s->path, s->m, s->ad, s->opt, st, err);
+}
+static void resume_run(Trace *t, long stop_at, int lora, const char *path) {
+    memset(t, 0, sizeof *t);
+    for (int phase = 0; phase < 2; phase++) {
+        Model m;
+        ModelConfig mc = {.family = MODEL_VIT, .vit = small_vit()};
+        Error err;
+        ASSERT(model_build(&m, &mc, &err) == 0);
+        model_init_params(&m, phase == 0 ? 7 : 999); /* phase 1 must get everything from the checkpoint */
+        AdapterSet ad;
+        if (lora) {
+            params_set_all_trainable(m.params, 0);
+            params_set_trainable(m.params, "head.*", 1);
+            params_alloc_grads(m.params);
+            const char *pats[] = {"blocks.*.attn.qkv:q", "blocks.*.attn.qkv:v"};
+            AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = 4, .alpha = 8};
+            ASSERT(adapters_attach(&ad, m.targets, m.n_targets, m.params, pats, 2, &spec, phase ? 999 : 7, &err) == 4);
+        }
+        ImageSet train = synthetic(256);
+        TrainConfig tc = {.max_steps = STEPS, .batch = 32, .opt = {.kind = OPT_ADAMW, .lr = 3e-3f, .weight_decay = 0.05f},
+                          .sched = {.kind = SCHED_COSINE}, .warmup_frac = 0.1f, .label_smoothing = 0.1f, .hflip = 1,
+                          .seed = 7};
+        Optimizer opt;
+        train_optimizer_init(&opt, &tc.opt, &m, lora ? &ad : NULL);
+        TrainState st = {0};
+        if (phase == 1) CHECK_MSG(ckpt_load(path, &m, lora ? &ad : NULL, &opt, &st, &err) == 0, "%s", err.msg);
+        StopCtx sc = {.t = t, .stop_at = phase == 0 ? stop_at : STEPS + 1, .path = path, .m = &m,
+                      .ad = lora ? &ad : NULL, .opt = &opt};
+        TrainHooks h = {.ctx = &sc, .on_step = stop_on_step, .on_checkpoint = save_ckpt, .should_stop = stop_now};
+        TrainResult r;
+        ASSERT(train_classifier(&m, lora ? &ad : NULL, &opt, &st, &train, NULL, &tc, &h, &r, &err) == 0);
+        CHECK(r.interrupted == (phase == 0));
+        if (phase == 0) CHECK(st.step == stop_at);
+        optim_free(&opt);
+        if (lora) adapters_free(&ad, m.targets, m.n_targets);
+        model_free(&m);
+        imageset_free(&train);
+    }
+}
+
+static void resume(void) {
+    char path[] = "/tmp/loralab_resume_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    for (int lora = 0; lora < 2; lora++) {
+        Trace full, res;
+        run(&full, 7, lora);
+        long stops[] = {5, 8}; /* 8 = one epoch of 256/32: an epoch boundary */
+        for (int k = 0; k < 2; k++) {
+            resume_run(&res, stops[k], lora, path);
+            CHECK(res.n == STEPS);
+            CHECK_MSG(memcmp(full.loss, res.loss, sizeof full.loss) == 0,
+                      "%s: resumed after %ld steps, losses differ (step 19: %.9g vs %.9g)", lora ? "lora" : "full",
+                      stops[k], full.loss[19], res.loss[19]);
+        }
+        printf("%s: stopped at 5 and at 8 (epoch end), resumed from the checkpoint file: 20 losses identical\n",
+               lora ? "lora" : "full");
+    }
+    unlink(path);
 }
 
 static void determinism(void) {
@@ -149,6 +226,7 @@ int main(int argc, char **argv) {
     const char *w = argc > 1 ? argv[1] : "";
     if (!strcmp(w, "determinism")) determinism();
     else if (!strcmp(w, "arena")) arena_steady();
+    else if (!strcmp(w, "resume")) resume();
     else if (!strcmp(w, "fmnist")) { if (fmnist() == TEST_SKIP) return TEST_SKIP; }
     else { fprintf(stderr, "usage: test_train determinism|arena|fmnist\n"); return 2; }
     return test_finish(w);
