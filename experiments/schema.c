@@ -50,12 +50,16 @@ static const SchemaKey BACKBONE_KEYS[] = {
     {"vit", SCHEMA_MAP, .keys = VIT_KEYS, .doc = "ViT shape (family: vit)"},
     {"cnn", SCHEMA_MAP, .keys = CNN_KEYS, .doc = "CNN shape (family: cnn)"},
     {"checkpoint", SCHEMA_STRING, SK_FILE, .doc = "pretrained weights (safetensors) to load"},
+    {"init", SCHEMA_ENUM, .def = "timm", .values = VALUES("timm", "torch"),
+     .doc = "ViT init when no checkpoint: timm's or PyTorch module defaults"},
     {"skip_head", SCHEMA_BOOL, .def = "false", .doc = "do not load the classifier head (a new task's classes)"},
     END,
 };
 
 static const SchemaKey DATASET_KEYS[] = {
-    {"name", SCHEMA_ENUM, SK_REQUIRED, .values = VALUES("fashion_mnist", "mnist"), .doc = "which loader"},
+    {"name", SCHEMA_ENUM, SK_REQUIRED, .values = VALUES("fashion_mnist"), .doc = "which loader"},
+    {"transform", SCHEMA_ENUM, .def = "none", .values = VALUES("none", "rot90", "vflip", "invert"),
+     .doc = "a fixed transform of every image: a new task from the same data"},
     {"path", SCHEMA_STRING, SK_FILE, .doc = "the data folder or file"},
     {"train_n", SCHEMA_INT, NONNEG, .def = "0", .doc = "use the first N training examples (0: all)"},
     {"test_n", SCHEMA_INT, NONNEG, .def = "0", .doc = "use the first N test examples (0: all)"},
@@ -74,6 +78,7 @@ static const SchemaKey METHOD_KEYS[] = {
                       "abm"),
      .doc = "initializer (methods/)"},
     {"params", SCHEMA_ANY, .doc = "free-form method-specific settings (method.params.abm.margin)"},
+    {"train_head", SCHEMA_BOOL, .def = "true", .doc = "fine-tune the classifier head with the adapters"},
     END,
 };
 
@@ -97,6 +102,8 @@ static const SchemaKey TRAINER_KEYS[] = {
     {"hflip", SCHEMA_BOOL, .def = "false", .doc = "random horizontal flips"},
     {"eval_every", SCHEMA_INT, NONNEG, .def = "1", .doc = "evaluate every N epochs (0: at the end)"},
     {"eval_batch", SCHEMA_INT, POSITIVE_INT, .def = "500"},
+    {"checkpoint_every", SCHEMA_INT, SK_NOHASH | NONNEG, .def = "200",
+     .doc = "save a resumable checkpoint every N steps (0: only on SIGINT/SIGTERM)"},
     END,
 };
 
@@ -174,6 +181,9 @@ static const SchemaKey ROOT_KEYS[] = {
     {"description", SCHEMA_STRING, SK_NOHASH, .doc = "free text (not part of the run id)"},
     {"output", SCHEMA_STRING, SK_NOHASH, .def = "runs", .doc = "results folder (runs.db, HDF5 files)"},
     {"device", SCHEMA_ENUM, .def = "auto", .values = VALUES("auto", "cpu", "cuda")},
+    {"requires", SCHEMA_LIST, SK_NOHASH, .elem = LIST_OF(.type = SCHEMA_STRING),
+     .doc = "configs to run first (e.g. the pretraining whose checkpoint this one loads)"},
+    {"save", SCHEMA_STRING, SK_NOHASH, .doc = "also copy the final model (pretrain) to this path"},
     {"seed", SCHEMA_INT, NONNEG, .def = "0", .doc = "the run's seed (set from seeds by the grid)"},
     {"seeds", SCHEMA_LIST, .elem = LIST_OF(.type = SCHEMA_INT, .flags = SK_MIN, .min = 0),
      .doc = "one run per seed per cell"},

@@ -107,6 +107,32 @@ void db_run_list_free(DbRunList *l) {
     memset(l, 0, sizeof *l);
 }
 
+void db_run_list_keep(DbRunList *l, const char *const *ids, int n_ids) {
+    if (!ids || n_ids <= 0) return;
+    int w = 0;
+    for (int i = 0; i < l->n; i++) {
+        int keep = 0;
+        for (int j = 0; j < n_ids && !keep; j++) keep = strcmp(l->id[i], ids[j]) == 0;
+        if (!keep) {
+            free(l->id[i]);
+            free(l->experiment[i]);
+            free(l->status[i]);
+            free(l->h5_path[i]);
+            for (int k = 0; k < l->n_keys; k++) free(l->param[(size_t)i * l->n_keys + k]);
+            continue;
+        }
+        l->id[w] = l->id[i];
+        l->experiment[w] = l->experiment[i];
+        l->status[w] = l->status[i];
+        l->cell[w] = l->cell[i];
+        l->seed[w] = l->seed[i];
+        l->h5_path[w] = l->h5_path[i];
+        for (int k = 0; k < l->n_keys; k++) l->param[(size_t)w * l->n_keys + k] = l->param[(size_t)i * l->n_keys + k];
+        w++;
+    }
+    l->n = w;
+}
+
 /* The error for an unknown experiment name: which ones there are. */
 static int unknown_experiment(DbReader *r, const char *name, Error *err) {
     char list[600] = "";

@@ -41,6 +41,8 @@ typedef struct DbRunList {
 int db_read_runs(DbReader *r, const char *experiment, const char *status, const char *const *keys, int n_keys,
                  DbRunList *out, Error *err);
 void db_run_list_free(DbRunList *l);
+/* Keep only the runs whose id is one of ids[0..n_ids) (order kept); n_ids == 0 or ids NULL keeps all. */
+void db_run_list_keep(DbRunList *l, const char *const *ids, int n_ids);
 
 /* Run run_id's result key: the final value (step NULL) when the run recorded one, else the value at the largest
  * step. *found = 0 (and *value NaN) when the run has no such result; a stored NULL (NaN: SQLite has no NaN)

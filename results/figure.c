@@ -387,6 +387,7 @@ int figure_series_path(const char *db_path, const char *experiment, const char *
     Curve *cv = NULL;
     int n_curves = 0, rc = db_read_open(&rd, db_path, err);
     if (rc == 0) rc = db_read_runs(rd, experiment, o->all_status ? NULL : "done", keys, n_keys, &rl, err);
+    if (rc == 0) db_run_list_keep(&rl, o->run_ids, o->n_run_ids);
     db_read_close(rd);
 
     int n_nokey = 0, n_noh5 = 0, n_absent = 0, n_used = 0, n_considered = 0;

@@ -43,6 +43,8 @@ typedef struct FigureOptions {
     int width, height; /* pixels; 0: 900 x 560 */
     int all_status;    /* 1: runs in any status, not only 'done' */
     const char *gnuplot; /* the program; NULL: "gnuplot" found on PATH */
+    const char *const *run_ids; /* only these runs (the config's current grid); NULL: all of the experiment */
+    int n_run_ids;
 } FigureOptions;
 
 /* Writes out_dir/<name>.dat, <name>.gp and runs gnuplot to make <name>.png (.svg, .pdf). o may be NULL (all

@@ -498,6 +498,7 @@ static int collect(Table *tb, DbReader *rd, Error *err) {
     DbRunList rl;
     int rc = db_read_runs(rd, t->experiment, NULL, (const char *const *)keys, n_keys, &rl, err);
     if (rc) goto done;
+    db_run_list_keep(&rl, t->run_ids, t->n_run_ids);
     rowv = xcalloc((size_t)rl.n, sizeof *rowv);
     colv = xcalloc((size_t)rl.n, sizeof *colv);
 

@@ -78,6 +78,9 @@ typedef struct ReportTable {
     int overall_mean;       /* 1: an "Overall" column = mean over the task columns */
     const ReportPaper *papers;
     int n_papers;
+    /* Only these runs (e.g. the current grid of the config); NULL: every run of the experiment. */
+    const char *const *run_ids;
+    int n_run_ids;
 } ReportTable;
 
 /* Writes out_dir/<name>.md (Markdown table, notes, run ids per cell), <name>.tex (booktabs tabular, for

@@ -287,7 +287,7 @@ static void test_schema_errors(void) {
     cfg_free(r);
 
     /* the message format of the style guide, exactly */
-    r = parse("name: x\nstages: [eval]\nbackbone: {family: vit}\ndataset: {name: mnist}\nmethod:\n  params: {}\n"
+    r = parse("name: x\nstages: [eval]\nbackbone: {family: vit}\ndataset: {name: fashion_mnist}\nmethod:\n  params: {}\n"
               "  alpah: 1\n  init: pisa\n  rank: -1\n  targets: qkv\nseeds: [0, x]\nbogus: 1\nnmae: y\n");
     CHECK(schema_validate(r, S, 0, &rep, &e) == -1);
     const char *want2[] = {
@@ -333,9 +333,9 @@ static void test_schema_errors(void) {
 
     /* keys the grid or zip sets are not missing; grid map values may be partial */
     r = parse("name: x\nstages: [eval]\nbackbone: {family: vit}\ntrainer: {batch: 2}\n"
-              "grid:\n  trainer.lr: [0.1]\n  dataset: [{name: mnist}, {path: /nonexistent/x}]\n");
+              "grid:\n  trainer.lr: [0.1]\n  dataset: [{name: fashion_mnist}, {path: /nonexistent/x}]\n");
     CHECK(schema_validate(r, S, 0, &rep, &e) == -1);
-    CHECK_MSG(rep.total == 1 && contains(e.msg, "test.yaml:7:35: grid.dataset[1].path: '/nonexistent/x' does not exist"),
+    CHECK_MSG(rep.total == 1 && contains(e.msg, "test.yaml:7:43: grid.dataset[1].path: '/nonexistent/x' does not exist"),
               "%s", e.msg);
     cfg_free(r);
 

@@ -1,0 +1,604 @@
+/* experiments/runner.c: cells -> runs -> record. See runner.h for the contract. */
+#include "runner.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "config.h"
+#include "core/params_io.h"
+#include "core/threads.h"
+#include "core/vit_io.h"
+#include "grid.h"
+#include "methods/init.h"
+#include "methods/lora.h"
+#include "results/db.h"
+#include "results/figure.h"
+#include "results/h5rec.h"
+#include "results/report.h"
+#include "schema.h"
+#include "task.h"
+#include "train.h"
+
+#define LORALAB_VERSION "loralab 0.1"
+#define PATH_MAX_LEN 1024
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { (void)sig; g_stop = 1; }
+
+static int mkdirs(const char *path, Error *err) {
+    char buf[PATH_MAX_LEN];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(buf, 0777) && errno != EEXIST) return err_set(err, "%s: cannot create directory: %s", buf, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return 0;
+}
+static int file_exists(const char *p) { return access(p, F_OK) == 0; }
+
+CfgNode *runner_load_config(const char *config_path, const RunnerOptions *o, int no_files, Error *err) {
+    CfgNode *root = cfg_load(config_path, err);
+    if (!root) return NULL;
+    for (int i = 0; o && i < o->n_overrides; i++)
+        if (cfg_override(root, o->overrides[i], &SCHEMA_EXPERIMENT, err)) { cfg_free(root); return NULL; }
+    SchemaReport rep;
+    if (schema_validate(root, &SCHEMA_EXPERIMENT, no_files ? SCHEMA_NO_FILES : 0, &rep, err)) { cfg_free(root); return NULL; }
+    return root;
+}
+
+/* ---- typed views of a resolved config ----------------------------------------------------------------- */
+static int model_config(ModelConfig *mc, const CfgNode *c, Error *err) {
+    memset(mc, 0, sizeof *mc);
+    const char *fam, *s;
+    long v[9];
+    double eps;
+    if (cfg_get_string(c, "backbone.family", NULL, &fam, err)) return -1;
+    if (!strcmp(fam, "vit")) {
+        mc->family = MODEL_VIT;
+        static const char *keys[] = {"img_size", "in_ch", "patch", "dim", "depth", "heads", "mlp_hidden", "n_classes"};
+        char k[64];
+        for (int i = 0; i < 8; i++) {
+            snprintf(k, sizeof k, "backbone.vit.%s", keys[i]);
+            if (cfg_get_int(c, k, 0, &v[i], err)) return -1;
+        }
+        mc->vit = (ViTConfig){.img_size = (int)v[0], .in_ch = (int)v[1], .patch = (int)v[2], .dim = (int)v[3],
+                              .depth = (int)v[4], .heads = (int)v[5], .mlp_hidden = (int)v[6], .n_classes = (int)v[7]};
+        if (cfg_get_string(c, "backbone.vit.pool", "cls", &s, err)) return -1;
+        mc->vit.pool = strcmp(s, "mean") ? POOL_CLS : POOL_MEAN;
+        if (cfg_get_double(c, "backbone.vit.ln_eps", 1e-6, &eps, err)) return -1;
+        mc->vit.ln_eps = (float)eps;
+        if (cfg_get_string(c, "backbone.init", "timm", &s, err)) return -1;
+        mc->vit.init_torch = !strcmp(s, "torch");
+    } else {
+        mc->family = MODEL_CNN;
+        static const char *keys[] = {"width", "stages", "blocks_per_stage", "in_ch", "img_h", "img_w", "n_classes"};
+        char k[64];
+        for (int i = 0; i < 7; i++) {
+            snprintf(k, sizeof k, "backbone.cnn.%s", keys[i]);
+            if (cfg_get_int(c, k, 0, &v[i], err)) return -1;
+        }
+        int bn;
+        if (cfg_get_string(c, "backbone.cnn.kind", "resnet", &s, err) || cfg_get_bool(c, "backbone.cnn.batchnorm", 1, &bn, err))
+            return -1;
+        mc->cnn = (CnnConfig){.kind = strcmp(s, "vgg") ? CNN_RESNET : CNN_VGG, .width = (int)v[0], .stages = (int)v[1],
+                              .blocks_per_stage = (int)v[2], .in_ch = (int)v[3], .img_h = (int)v[4], .img_w = (int)v[5],
+                              .n_classes = (int)v[6], .batchnorm = bn};
+    }
+    return 0;
+}
+
+static int train_config(TrainConfig *tc, const CfgNode *c, long seed, Error *err) {
+    memset(tc, 0, sizeof *tc);
+    const char *opt, *sched;
+    double lr, wd, mom, b1, b2, eps, warm, minr, ls, clip;
+    long batch, epochs, max_steps, eval_every, eval_batch, ckpt;
+    int nest, hflip;
+    if (cfg_get_string(c, "trainer.optimizer", "adamw", &opt, err) || cfg_get_double(c, "trainer.lr", 1e-3, &lr, err) ||
+        cfg_get_double(c, "trainer.weight_decay", 0, &wd, err) || cfg_get_double(c, "trainer.momentum", 0, &mom, err) ||
+        cfg_get_bool(c, "trainer.nesterov", 0, &nest, err) || cfg_get_double(c, "trainer.beta1", 0.9, &b1, err) ||
+        cfg_get_double(c, "trainer.beta2", 0.999, &b2, err) || cfg_get_double(c, "trainer.eps", 1e-8, &eps, err) ||
+        cfg_get_int(c, "trainer.batch", 32, &batch, err) || cfg_get_int(c, "trainer.epochs", 1, &epochs, err) ||
+        cfg_get_int(c, "trainer.max_steps", 0, &max_steps, err) ||
+        cfg_get_string(c, "trainer.schedule", "constant", &sched, err) ||
+        cfg_get_double(c, "trainer.warmup", 0, &warm, err) || cfg_get_double(c, "trainer.min_lr_ratio", 0, &minr, err) ||
+        cfg_get_double(c, "trainer.label_smoothing", 0, &ls, err) || cfg_get_double(c, "trainer.clip_norm", 0, &clip, err) ||
+        cfg_get_bool(c, "trainer.hflip", 0, &hflip, err) || cfg_get_int(c, "trainer.eval_every", 1, &eval_every, err) ||
+        cfg_get_int(c, "trainer.eval_batch", 500, &eval_batch, err) ||
+        cfg_get_int(c, "trainer.checkpoint_every", 200, &ckpt, err))
+        return -1;
+    tc->epochs = (int)epochs;
+    tc->max_steps = max_steps;
+    tc->batch = (int)batch;
+    tc->opt = (OptConfig){.kind = strcmp(opt, "sgd") ? OPT_ADAMW : OPT_SGD, .lr = (float)lr, .beta1 = (float)b1,
+                          .beta2 = (float)b2, .eps = (float)eps, .weight_decay = (float)wd, .decay_all = 1,
+                          .momentum = (float)mom, .nesterov = nest, .clip_norm = (float)clip};
+    tc->sched = (Schedule){.kind = !strcmp(sched, "cosine") ? SCHED_COSINE : !strcmp(sched, "linear") ? SCHED_LINEAR
+                                                                                                        : SCHED_CONSTANT,
+                           .min_lr_ratio = (float)minr};
+    tc->warmup_frac = (float)warm;
+    tc->label_smoothing = (float)ls;
+    tc->hflip = hflip;
+    tc->seed = (uint64_t)seed;
+    tc->eval_every = (int)eval_every;
+    tc->eval_batch = (int)eval_batch;
+    tc->checkpoint_every = (int)ckpt;
+    return 0;
+}
+
+static int has_stage(const CfgNode *c, const char *stage) {
+    const char **st = NULL;
+    int n = 0, hit = 0;
+    Error e;
+    if (cfg_get_strlist(c, "stages", &st, &n, &e)) return 0;
+    for (int i = 0; i < n; i++) hit |= !strcmp(st[i], stage);
+    free(st);
+    return hit;
+}
+
+/* ---- one run -------------------------------------------------------------------------------------------- */
+typedef struct RunCtx {
+    H5Rec *h5;
+    Model *m;
+    AdapterSet *ad;
+    Optimizer *opt;
+    const char *ckpt_path, *label;
+    long total, last_step;
+    int log_every, tty, io_failed;
+    double t_start;
+    Error io_err;
+} RunCtx;
+
+static void ctx_step(void *p, long step, double loss, float lr, double gn, double img_s) {
+    RunCtx *c = p;
+    c->last_step = step;
+    const char *names[4] = {"train/loss", "train/lr", "train/grad_norm", "train/img_s"};
+    double vals[4] = {loss, lr, gn, img_s};
+    for (int i = 0; i < 4 && !c->io_failed; i++)
+        if (h5rec_append(c->h5, names[i], step, vals[i], &c->io_err)) c->io_failed = 1;
+    long done = step + 1;
+    if (c->tty) {
+        double el = now_seconds() - c->t_start, rate = el > 0 ? done / el : 0;
+        double eta = rate > 0 ? (c->total - done) / rate : 0;
+        fprintf(stderr, "\r%s  step %ld/%ld  loss %.4f  %.1f it/s  ETA %.0fs   ", c->label, done, c->total, loss, rate, eta);
+        if (done == c->total) fputc('\n', stderr);
+    } else if (done % c->log_every == 0 || done == c->total) {
+        printf("%s step %ld/%ld loss %.5f lr %.3g %.0f img/s\n", c->label, done, c->total, loss, lr, img_s);
+        fflush(stdout);
+    }
+}
+static void ctx_eval(void *p, int epoch, double acc, double loss, double train_s) {
+    RunCtx *c = p;
+    if (!c->io_failed && (h5rec_append(c->h5, "eval/test_acc", c->last_step, acc, &c->io_err) ||
+                          h5rec_append(c->h5, "eval/test_loss", c->last_step, loss, &c->io_err)))
+        c->io_failed = 1;
+    if (c->tty) fputc('\n', stderr);
+    printf("%s epoch %d test_acc %.4f test_loss %.4f (%.1fs training)\n", c->label, epoch, acc, loss, train_s);
+    fflush(stdout);
+}
+static int ctx_checkpoint(void *p, const TrainState *st, Error *err) {
+    RunCtx *c = p;
+    if (c->io_failed) { *err = c->io_err; return -1; }
+    if (h5rec_flush(c->h5, err)) return -1;
+    return ckpt_save(c->ckpt_path, c->m, c->ad, c->opt, st, err);
+}
+static int ctx_stop(void *p) { (void)p; return g_stop != 0; }
+
+enum { RUN_DONE = 0, RUN_FAILED = 1, RUN_SKIPPED = 2, RUN_INTERRUPTED = 130 };
+
+static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t seed, int *attached, Error *err) {
+    const char *adapter, *init;
+    long rank;
+    double alpha;
+    int rs, head;
+    const char **targets = NULL;
+    int nt = 0;
+    *attached = 0;
+    if (cfg_get_string(c, "method.adapter", "lora", &adapter, err) || cfg_get_string(c, "method.init", "kaiming", &init, err) ||
+        cfg_get_int(c, "method.rank", 8, &rank, err) || cfg_get_double(c, "method.alpha", 16, &alpha, err) ||
+        cfg_get_bool(c, "method.rslora", 0, &rs, err) || cfg_get_bool(c, "method.train_head", 1, &head, err) ||
+        cfg_get_strlist(c, "method.targets", &targets, &nt, err))
+        return -1;
+    params_set_all_trainable(m->params, 0);
+    if (head && m->family == MODEL_VIT) params_set_trainable(m->params, "head.*", 1);
+    if (head && m->family == MODEL_CNN) params_set_trainable(m->params, "fc.*", 1);
+    params_alloc_grads(m->params);
+    int rc = 0;
+    if (!strcmp(adapter, "lora")) {
+        if (!init_find(init)) rc = err_set(err, "method.init '%s' is not implemented yet (available: %s)", init, init_names());
+        else if (nt == 0) rc = err_set(err, "method.targets is empty: name the layers to adapt (e.g. blocks.*.attn.qkv:q)");
+        else if (m->n_targets == 0) rc = err_set(err, "backbone.family has no adapter targets yet (ViT only)");
+        else {
+            AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = (int)rank, .alpha = (float)alpha, .rslora = rs};
+            rc = adapters_attach(ad, m->targets, m->n_targets, m->params, targets, nt, &spec, seed, err) < 0 ? -1 : 0;
+            *attached = rc == 0;
+            InitContext ictx = {.model = m, .set = ad, .seed = seed};
+            InitResult ires;
+            if (!rc) rc = init_run(init, &ictx, &ires, err);
+        }
+    }
+    free(targets);
+    return rc;
+}
+
+static int run_one(const GridRun *gr, int64_t exp_id, const char *exp_name, const char *out, int idx, int n_runs,
+                   const RunnerOptions *o, const char *db_path, Error *err) {
+    const CfgNode *c = gr->cfg;
+    Db *db = NULL;
+    if (db_open(&db, db_path, err)) return RUN_FAILED;
+    char status[32];
+    if (db_run_status(db, gr->id, status, sizeof status, err)) { db_close(db); return RUN_FAILED; }
+    if (!strcmp(status, "done") && !o->force) {
+        printf("[%d/%d] %s done, skipped\n", idx + 1, n_runs, gr->id);
+        db_close(db);
+        return RUN_SKIPPED;
+    }
+    char dir[PATH_MAX_LEN], h5p[PATH_MAX_LEN + 16], ckp[PATH_MAX_LEN + 24], cfgp[PATH_MAX_LEN + 16], label[96];
+    snprintf(dir, sizeof dir, "%s/%s/%s", out, exp_name, gr->id);
+    snprintf(h5p, sizeof h5p, "%s/run.h5", dir);
+    snprintf(ckp, sizeof ckp, "%s/ckpt.safetensors", dir);
+    snprintf(cfgp, sizeof cfgp, "%s/config.yaml", dir);
+    snprintf(label, sizeof label, "[%d/%d %s]", idx + 1, n_runs, gr->id);
+    if (mkdirs(dir, err)) { db_close(db); return RUN_FAILED; }
+    int resume = !o->force && file_exists(ckp) && (!strcmp(status, "interrupted") || !strcmp(status, "running"));
+    if (o->force) unlink(ckp);
+    FILE *f = fopen(cfgp, "w");
+    if (f) { cfg_dump(f, c); fclose(f); }
+    char **kv = NULL;
+    int nkv = grid_flatten(c, &kv);
+    char versions[256];
+    snprintf(versions, sizeof versions, "%s; %s", LORALAB_VERSION, openblas_get_config());
+    int rc = db_run_begin(db, gr->id, exp_id, gr->cell, (int)gr->seed, "cpu", versions, (const char *const *)kv, nkv, err);
+    grid_flatten_free(kv, nkv);
+    if (rc) { db_close(db); return RUN_FAILED; }
+    printf("%s %s (cell %d, seed %ld)\n", label, resume ? "resuming" : "starting", gr->cell, gr->seed);
+    fflush(stdout);
+
+    double t_run = now_seconds();
+    Model m;
+    AdapterSet ad;
+    Optimizer opt;
+    H5Rec *h5 = NULL;
+    ImageSet train, test;
+    ModelConfig mc;
+    TrainConfig tc;
+    int built = 0, attached = 0, opt_made = 0, result = RUN_FAILED;
+    const char *ckpt_in = NULL, *save = NULL;
+    int skip_head = 0;
+    double init_s = 0;
+    if (task_load(&train, &test, c, err) || model_config(&mc, c, err) || train_config(&tc, c, gr->seed, err) ||
+        cfg_get_string(c, "backbone.checkpoint", NULL, &ckpt_in, err) ||
+        cfg_get_bool(c, "backbone.skip_head", 0, &skip_head, err) || cfg_get_string(c, "save", NULL, &save, err) ||
+        model_build(&m, &mc, err))
+        goto fail;
+    built = 1;
+    model_init_params(&m, (uint64_t)gr->seed);
+    if (ckpt_in) {
+        rc = m.family == MODEL_VIT ? vit_load(&m.u.vit, ckpt_in, skip_head, err)
+                                   : params_load(m.params, ckpt_in,
+                                                 &(ParamLoadOptions){.skip = skip_head ? "fc.*" : NULL,
+                                                                     .ignore = "*num_batches_tracked"},
+                                                 err);
+        if (rc) goto fail;
+    }
+    int pretrain = has_stage(c, "pretrain"), finetune = has_stage(c, "finetune");
+    if (finetune && !pretrain) {
+        double t0 = now_seconds();
+        if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &attached, err)) goto fail;
+        init_s = now_seconds() - t0;
+    }
+    train_optimizer_init(&opt, &tc.opt, &m, attached ? &ad : NULL);
+    opt_made = 1;
+    int h5rc = h5rec_open(&h5, h5p, resume ? H5REC_APPEND : H5REC_CREATE, err);
+    if (h5rc == H5REC_BROKEN) { /* a kill left it unreadable: keep it aside, start the run again */
+        char moved[PATH_MAX_LEN + 32];
+        if (h5rec_recover(h5p, moved, sizeof moved, err)) goto fail;
+        printf("%s %s was unreadable, moved to %s; starting over\n", label, h5p, moved);
+        resume = 0;
+        unlink(ckp);
+        h5rc = h5rec_open(&h5, h5p, H5REC_CREATE, err);
+    }
+    if (h5rc) goto fail;
+    long flush_every;
+    if (cfg_get_int(c, "record.flush_every", 50, &flush_every, err)) goto fail;
+    h5rec_set_flush_every(h5, (int)flush_every);
+    char *canon = grid_canonical(c, &SCHEMA_EXPERIMENT);
+    rc = h5rec_set_attr(h5, "config", canon, err) || h5rec_set_attr(h5, "run_id", gr->id, err) ||
+         h5rec_set_attr(h5, "versions", versions, err);
+    free(canon);
+    if (rc) goto fail;
+    TrainState st = {0};
+    if (resume) {
+        if (ckpt_load(ckp, &m, attached ? &ad : NULL, &opt, &st, err) || h5rec_truncate_after(h5, st.step, err)) goto fail;
+        printf("%s resumed at step %ld\n", label, st.step);
+    }
+    TrainResult tr = {0};
+    RunCtx ctx = {.h5 = h5, .m = &m, .ad = attached ? &ad : NULL, .opt = &opt, .ckpt_path = ckp, .label = label,
+                  .log_every = o->log_every > 0 ? o->log_every : 50, .tty = isatty(2), .t_start = now_seconds(),
+                  .last_step = st.step - 1};
+    int spe = tc.batch > 0 ? train.n / tc.batch : 0;
+    ctx.total = tc.max_steps > 0 ? tc.max_steps : (long)tc.epochs * spe;
+    if (pretrain || finetune) {
+        TrainHooks hooks = {.ctx = &ctx, .on_step = ctx_step, .on_eval = ctx_eval, .on_checkpoint = ctx_checkpoint,
+                            .should_stop = ctx_stop};
+        if (train_classifier(&m, attached ? &ad : NULL, &opt, &st, &train, &test, &tc, &hooks, &tr, err)) goto fail;
+        if (ctx.io_failed) { *err = ctx.io_err; goto fail; }
+        if (tr.interrupted) {
+            Error e2;
+            h5rec_close(h5, &e2);
+            h5 = NULL;
+            db_run_finish(db, gr->id, "interrupted", now_seconds() - t_run, peak_rss_bytes(), NULL, &e2);
+            printf("%s interrupted at step %ld; rerun the config to continue\n", label, st.step);
+            result = RUN_INTERRUPTED;
+            goto done;
+        }
+    } else { /* eval only */
+        Arena ar;
+        arena_init(&ar, 1u << 24);
+        tr.test_acc = eval_classifier(&m, &test, tc.eval_batch > 0 ? tc.eval_batch : 500, &ar, &tr.test_loss);
+        arena_free(&ar);
+        if (h5rec_append(h5, "eval/test_acc", 0, tr.test_acc, err)) goto fail;
+    }
+    /* artifacts */
+    char mp[PATH_MAX_LEN + 24], ap[PATH_MAX_LEN + 24];
+    snprintf(mp, sizeof mp, "%s/model.safetensors", dir);
+    snprintf(ap, sizeof ap, "%s/adapter.safetensors", dir);
+    const char *meta[] = {"format", "pt", "loralab.run_id", gr->id};
+    if (pretrain || !attached) {
+        if (params_save(m.params, mp, 0, meta, 2, err) || db_put_artifact(db, gr->id, "model", mp, err)) goto fail;
+        if (save) {
+            char sdir[PATH_MAX_LEN];
+            snprintf(sdir, sizeof sdir, "%s", save);
+            char *slash = strrchr(sdir, '/');
+            if (slash && slash != sdir) { *slash = 0; if (mkdirs(sdir, err)) goto fail; }
+            if (params_save(m.params, save, 0, meta, 2, err) || db_put_artifact(db, gr->id, "model", save, err)) goto fail;
+        }
+    }
+    if (attached && (params_save(&ad.params, ap, 0, meta, 2, err) || db_put_artifact(db, gr->id, "adapter", ap, err)))
+        goto fail;
+    size_t trainable = params_count(m.params, 1) + (attached ? params_count(&ad.params, 1) : 0);
+    const char *keys[] = {"test_acc", "test_loss", "train_loss", "train_s", "img_s", "steps", "trainable_params", "init_s"};
+    double vals[] = {tr.test_acc, tr.test_loss, tr.last_loss, tr.train_s, tr.img_s, (double)tr.steps, (double)trainable, init_s};
+    if (db_put_results(db, gr->id, keys, vals, NULL, 8, err) || db_run_h5(db, gr->id, h5p, err)) goto fail;
+    if (h5rec_close(h5, err)) { h5 = NULL; goto fail; }
+    h5 = NULL;
+    unlink(ckp);
+    if (db_run_finish(db, gr->id, "done", now_seconds() - t_run, peak_rss_bytes(), NULL, err)) goto fail;
+    printf("%s done: test_acc %.4f train_loss %.4f (%.1fs, %.0f img/s)\n", label, tr.test_acc, tr.last_loss, tr.train_s,
+           tr.img_s);
+    result = RUN_DONE;
+    goto done;
+fail:
+    fprintf(stderr, "%s failed: %s\n", label, err->msg);
+    {
+        Error e2;
+        if (h5) h5rec_close(h5, &e2);
+        h5 = NULL;
+        db_run_finish(db, gr->id, "failed", now_seconds() - t_run, peak_rss_bytes(), err->msg, &e2);
+    }
+    result = RUN_FAILED;
+done:
+    if (opt_made) optim_free(&opt);
+    if (attached) adapters_free(&ad, m.targets, m.n_targets);
+    if (built) model_free(&m);
+    db_close(db);
+    fflush(stdout);
+    return result;
+}
+
+/* ---- the whole config ----------------------------------------------------------------------------------- */
+static int run_config(const char *config_path, const RunnerOptions *o, int depth, Error *err) {
+    if (depth > 8) return err_set(err, "%s: 'requires' nests deeper than 8 configs (a cycle?)", config_path);
+    /* requirements first: their outputs (checkpoints) are this config's inputs, so files are checked after */
+    CfgNode *root = runner_load_config(config_path, o, 1, err);
+    if (!root) return -1;
+    const char **req = NULL;
+    int nreq = 0, rc = 0;
+    if (cfg_get_strlist(root, "requires", &req, &nreq, err)) { cfg_free(root); return -1; }
+    RunnerOptions ro = {.jobs = o->jobs, .cell = -1, .threads = o->threads, .log_every = o->log_every};
+    for (int i = 0; i < nreq && !o->dry_run; i++) {
+        printf("== %s requires %s\n", config_path, req[i]);
+        int r = run_config(req[i], &ro, depth + 1, err);
+        if (r) { rc = r < 0 ? -1 : r; break; }
+    }
+    free(req);
+    cfg_free(root);
+    if (rc) return rc;
+    root = runner_load_config(config_path, o, o->dry_run, err);
+    if (!root) return -1;
+    const char *name, *out;
+    GridPlan plan;
+    if (cfg_get_string(root, "name", NULL, &name, err) || cfg_get_string(root, "output", "runs", &out, err) ||
+        grid_expand(root, &SCHEMA_EXPERIMENT, &plan, err)) {
+        cfg_free(root);
+        return -1;
+    }
+    char db_path[PATH_MAX_LEN];
+    snprintf(db_path, sizeof db_path, "%s/runs.db", out);
+    Db *db = NULL;
+    int64_t exp_id = 0;
+    if (mkdirs(out, err) || db_open(&db, db_path, err) || db_experiment(db, name, config_path, &exp_id, err)) {
+        db_close(db);
+        grid_plan_free(&plan);
+        cfg_free(root);
+        return -1;
+    }
+    if (o->cell >= plan.n_runs) {
+        rc = err_set(err, "--cell %d: %s has %d runs (0..%d)", o->cell, config_path, plan.n_runs, plan.n_runs - 1);
+    } else if (o->dry_run) {
+        printf("%s: %d runs (%d cells x %d seeds), output %s\n", config_path, plan.n_runs, plan.n_cells, plan.n_seeds, out);
+        for (int i = 0; i < plan.n_runs; i++) {
+            if (o->cell >= 0 && i != o->cell) continue;
+            char status[32] = "";
+            db_run_status(db, plan.runs[i].id, status, sizeof status, err);
+            printf("  %4d  %s  cell %d seed %ld  %s\n", i, plan.runs[i].id, plan.runs[i].cell, plan.runs[i].seed,
+                   status[0] ? status : "new");
+        }
+    }
+    db_close(db);
+    if (rc || o->dry_run) { grid_plan_free(&plan); cfg_free(root); return rc; }
+
+    int jobs = o->jobs > 1 && o->cell < 0 ? MIN(o->jobs, plan.n_runs) : 1;
+    int threads = o->threads > 0 ? o->threads : MAX(1, core_threads() / jobs);
+    int failed = 0, interrupted = 0;
+    if (jobs == 1) {
+        core_set_threads(threads);
+        for (int i = 0; i < plan.n_runs && !g_stop; i++) {
+            if (o->cell >= 0 && i != o->cell) continue;
+            Error e;
+            int r = run_one(&plan.runs[i], exp_id, name, out, i, plan.n_runs, o, db_path, &e);
+            failed += r == RUN_FAILED;
+            interrupted += r == RUN_INTERRUPTED;
+        }
+    } else { /* worker k runs runs k, k + jobs, ...; each opens its own database connection */
+        fflush(stdout);
+        pid_t *pids = xcalloc((size_t)jobs, sizeof *pids);
+        for (int k = 0; k < jobs; k++) {
+            pid_t p = fork();
+            if (p == 0) {
+                core_set_threads(threads);
+                int f = 0, in = 0;
+                for (int i = k; i < plan.n_runs && !g_stop; i += jobs) {
+                    Error e;
+                    int r = run_one(&plan.runs[i], exp_id, name, out, i, plan.n_runs, o, db_path, &e);
+                    f += r == RUN_FAILED;
+                    in += r == RUN_INTERRUPTED;
+                }
+                fflush(stdout);
+                _exit(in ? 130 : f ? 1 : 0);
+            }
+            pids[k] = p;
+        }
+        for (int k = 0; k < jobs; k++) {
+            int stw = 0;
+            if (pids[k] > 0 && waitpid(pids[k], &stw, 0) > 0) {
+                int code = WIFEXITED(stw) ? WEXITSTATUS(stw) : 1;
+                failed += code == 1;
+                interrupted += code == 130;
+            } else {
+                failed++;
+            }
+        }
+        free(pids);
+    }
+    grid_plan_free(&plan);
+    cfg_free(root);
+    if (interrupted || g_stop) return RUN_INTERRUPTED;
+    if (failed) {
+        err_set(err, "%s: %d run(s) failed (their errors are above and in %s, runs.error)", config_path, failed, db_path);
+        return 1;
+    }
+    return 0;
+}
+
+int runner_run(const char *config_path, const RunnerOptions *o, Error *err) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    g_stop = 0;
+    int rc = run_config(config_path, o, 0, err);
+    task_cache_free();
+    return rc;
+}
+
+/* ---- reports -------------------------------------------------------------------------------------------- */
+static int strlist(const CfgNode *t, const char *key, const char ***out, int *n, Error *err) {
+    return cfg_get_strlist(t, key, out, n, err);
+}
+
+int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
+    CfgNode *root = runner_load_config(config_path, o, 1, err);
+    if (!root) return -1;
+    const char *name, *out;
+    int rc = 0;
+    if (cfg_get_string(root, "name", NULL, &name, err) || cfg_get_string(root, "output", "runs", &out, err)) {
+        cfg_free(root);
+        return -1;
+    }
+    char db_path[PATH_MAX_LEN], dir[PATH_MAX_LEN + 64];
+    snprintf(db_path, sizeof db_path, "%s/runs.db", out);
+    snprintf(dir, sizeof dir, "%s/%s/report", out, name);
+    if (!file_exists(db_path)) {
+        cfg_free(root);
+        return err_set(err, "%s: no results database yet: run `runexp %s` first", db_path, config_path);
+    }
+    if (mkdirs(dir, err)) { cfg_free(root); return -1; }
+    /* the report covers the runs of this config as it is now (its grid), not older runs under the same name */
+    GridPlan plan;
+    if (grid_expand(root, &SCHEMA_EXPERIMENT, &plan, err)) { cfg_free(root); return -1; }
+    const char **ids = xcalloc((size_t)plan.n_runs, sizeof *ids);
+    for (int i = 0; i < plan.n_runs; i++) ids[i] = plan.runs[i].id;
+    const CfgNode *tables = cfg_get(root, "report.tables"), *figs = cfg_get(root, "report.figures");
+    int n_out = 0;
+    for (int i = 0; tables && i < tables->n && !rc; i++) {
+        const CfgNode *t = tables->items[i];
+        ReportTable rt = {.experiment = name, .higher_is_better = 1, .decimals = 2, .run_ids = ids,
+                          .n_run_ids = plan.n_runs};
+        const char **ro = NULL, **rl = NULL, **co = NULL, **cl = NULL, **wh = NULL;
+        int nro = 0, nrl = 0, nco = 0, ncl = 0, nwh = 0, hib = 1, om = 0, hs = 0;
+        long dec = 2;
+        double scale = 1;
+        rc = cfg_get_string(t, "name", NULL, &rt.name, err) || cfg_get_string(t, "title", NULL, &rt.title, err) ||
+             cfg_get_string(t, "rows", NULL, &rt.row_key, err) || cfg_get_string(t, "row_title", NULL, &rt.row_title, err) ||
+             cfg_get_string(t, "columns", NULL, &rt.col_key, err) || cfg_get_string(t, "metric", NULL, &rt.metric, err) ||
+             cfg_get_double(t, "scale", 1, &scale, err) || cfg_get_int(t, "decimals", 2, &dec, err) ||
+             cfg_get_bool(t, "higher_is_better", 1, &hib, err) || cfg_get_bool(t, "overall_mean", 0, &om, err) ||
+             cfg_get_bool(t, "hide_std", 0, &hs, err) || strlist(t, "row_order", &ro, &nro, err) ||
+             strlist(t, "row_labels", &rl, &nrl, err) || strlist(t, "col_order", &co, &nco, err) ||
+             strlist(t, "col_labels", &cl, &ncl, err) || strlist(t, "where", &wh, &nwh, err)
+                 ? -1 : 0;
+        if (!rc) {
+            rt.scale = scale;
+            rt.decimals = (int)dec;
+            rt.higher_is_better = hib;
+            rt.overall_mean = om;
+            rt.hide_std = hs;
+            rt.row_order = ro; rt.n_row_order = nro; rt.row_labels = nrl ? rl : NULL;
+            rt.col_order = co; rt.n_col_order = nco; rt.col_labels = ncl ? cl : NULL;
+            rt.where = wh; rt.n_where = nwh;
+            rc = report_table_path(db_path, &rt, dir, err);
+            if (!rc) printf("wrote %s/%s.md, .tex, .csv\n", dir, rt.name), n_out++;
+        }
+        free(ro); free(rl); free(co); free(cl); free(wh);
+    }
+    for (int i = 0; figs && i < figs->n && !rc; i++) {
+        const CfgNode *t = figs->items[i];
+        FigureOptions fo = {.run_ids = ids, .n_run_ids = plan.n_runs};
+        const char *series, *group_by;
+        const char **go = NULL, **wh = NULL;
+        int ngo = 0, nwh = 0, lx = 0, ly = 0, nb = 0, svg = 0, pdf = 0;
+        long smooth = 0;
+        rc = cfg_get_string(t, "name", NULL, &fo.name, err) || cfg_get_string(t, "series", NULL, &series, err) ||
+             cfg_get_string(t, "group_by", NULL, &group_by, err) || cfg_get_string(t, "title", NULL, &fo.title, err) ||
+             cfg_get_string(t, "x", NULL, &fo.xlabel, err) || cfg_get_string(t, "y", NULL, &fo.ylabel, err) ||
+             cfg_get_string(t, "column", NULL, &fo.column, err) || cfg_get_bool(t, "log_x", 0, &lx, err) ||
+             cfg_get_bool(t, "log_y", 0, &ly, err) || cfg_get_bool(t, "no_band", 0, &nb, err) ||
+             cfg_get_bool(t, "svg", 0, &svg, err) || cfg_get_bool(t, "pdf", 0, &pdf, err) ||
+             cfg_get_int(t, "smooth", 0, &smooth, err) || strlist(t, "group_order", &go, &ngo, err) ||
+             strlist(t, "where", &wh, &nwh, err)
+                 ? -1 : 0;
+        if (!rc) {
+            fo.log_x = lx; fo.log_y = ly; fo.no_band = nb; fo.svg = svg; fo.pdf = pdf; fo.smooth = (int)smooth;
+            fo.group_order = go; fo.n_group_order = ngo; fo.where = wh; fo.n_where = nwh;
+            rc = figure_series_path(db_path, name, series, group_by, &fo, dir, err);
+            if (!rc) printf("wrote %s/%s.png\n", dir, fo.name), n_out++;
+        }
+        free(go); free(wh);
+    }
+    if (!rc && n_out == 0) rc = err_set(err, "%s: no report: section (tables / figures) to write", config_path);
+    free(ids);
+    grid_plan_free(&plan);
+    cfg_free(root);
+    return rc;
+}

@@ -1,0 +1,99 @@
+/* methods/init_base.c: the data-free initializers of METHODS.md "Base initializers" for LoRA adapters
+ * (A = lora_A (r, n), B = lora_B (m, r)). */
+#include <math.h>
+#include <string.h>
+
+#include "core/linalg.h"
+#include "core/rng.h"
+#include "init.h"
+#include "lora.h"
+
+static int need_lora(const Adapter *a, const char *init, Error *err) {
+    if (a->kind != &ADAPTER_LORA)
+        return err_set(err, "method.init '%s' needs LoRA adapters, '%s' has a %s adapter", init, a->target, a->kind->name);
+    return 0;
+}
+
+/* PEFT's default: A kaiming-uniform(a = sqrt 5) = U(+-1/sqrt n), B = 0 (the kind's own default). */
+static int init_kaiming(InitContext *ctx, InitResult *res, Error *err) {
+    for (int i = 0; i < ctx->set->n; i++) {
+        Adapter *a = &ctx->set->a[i];
+        if (need_lora(a, "kaiming", err)) return -1;
+        a->kind->init_default(a, ctx->seed);
+    }
+    res->changed_w0 = res->changed_function = 0;
+    return 0;
+}
+
+/* A ~ N(0, (1/r)^2), B = 0. */
+static int init_gaussian(InitContext *ctx, InitResult *res, Error *err) {
+    for (int i = 0; i < ctx->set->n; i++) {
+        Adapter *a = &ctx->set->a[i];
+        if (need_lora(a, "gaussian", err)) return -1;
+        rng_fill_normal(params_data(a->ps, a->t[LORA_A]), (size_t)a->r * a->n, 0.0f, 1.0f / (float)a->r, ctx->seed,
+                        rng_stream(a->target, 100 + LORA_A, 0));
+        memset(params_data(a->ps, a->t[LORA_B]), 0, (size_t)a->m * a->r * sizeof(float));
+    }
+    res->changed_w0 = res->changed_function = 0;
+    return 0;
+}
+
+/* PEFT's orthogonal: Q = qr(randn(r, r)).Q; P1 = Q's even rows, P2 = its odd rows (r/2 x r);
+ * A = (randn(n, r/2) P1)^T / 10, B = randn(m, r/2) P2 / 10; B A = 0 because P2 P1^T = 0. */
+static int init_orthogonal(InitContext *ctx, InitResult *res, Error *err) {
+    for (int i = 0; i < ctx->set->n; i++) {
+        Adapter *a = &ctx->set->a[i];
+        if (need_lora(a, "orthogonal", err)) return -1;
+        int r = a->r, h = r / 2, m = a->m, n = a->n;
+        if (r % 2) return err_set(err, "method.init 'orthogonal' needs an even rank, method.rank is %d", r);
+        float *G = xmalloc(sizeof(float) * r * r), *Q = xmalloc(sizeof(float) * r * r);
+        float *Xa = xmalloc(sizeof(float) * (size_t)n * h), *Xb = xmalloc(sizeof(float) * (size_t)m * h);
+        rng_fill_normal(G, (size_t)r * r, 0, 1, ctx->seed, rng_stream(a->target, 200, 0));
+        rng_fill_normal(Xa, (size_t)n * h, 0, 1, ctx->seed, rng_stream(a->target, 201, 0));
+        rng_fill_normal(Xb, (size_t)m * h, 0, 1, ctx->seed, rng_stream(a->target, 202, 0));
+        int rc = la_qr(Q, NULL, G, r, r, err);
+        if (rc == 0) {
+            float *A = params_data(a->ps, a->t[LORA_A]), *B = params_data(a->ps, a->t[LORA_B]);
+            for (int k = 0; k < r; k++) /* A[k][j] = sum_c Xa[j][c] P1[c][k] / 10, P1[c] = Q row 2c */
+                for (int j = 0; j < n; j++) {
+                    double s = 0;
+                    for (int c = 0; c < h; c++) s += (double)Xa[(size_t)j * h + c] * Q[(size_t)(2 * c) * r + k];
+                    A[(size_t)k * n + j] = (float)(s / 10);
+                }
+            for (int o = 0; o < m; o++) /* B[o][k] = sum_c Xb[o][c] P2[c][k] / 10, P2[c] = Q row 2c+1 */
+                for (int k = 0; k < r; k++) {
+                    double s = 0;
+                    for (int c = 0; c < h; c++) s += (double)Xb[(size_t)o * h + c] * Q[(size_t)(2 * c + 1) * r + k];
+                    B[(size_t)o * r + k] = (float)(s / 10);
+                }
+        }
+        free(G); free(Q); free(Xa); free(Xb);
+        if (rc) return -1;
+    }
+    res->changed_w0 = res->changed_function = 0;
+    return 0;
+}
+
+static const InitKind INITS[] = {
+    {"kaiming", "METHODS.md, Base initializers: kaiming (PEFT default)", init_kaiming},
+    {"gaussian", "METHODS.md, Base initializers: gaussian", init_gaussian},
+    {"orthogonal", "METHODS.md, Base initializers: orthogonal (PEFT)", init_orthogonal},
+};
+
+const InitKind *init_find(const char *name) {
+    for (size_t i = 0; i < sizeof INITS / sizeof INITS[0]; i++)
+        if (!strcmp(INITS[i].name, name)) return &INITS[i];
+    return NULL;
+}
+
+const char *init_names(void) { return "kaiming, gaussian, orthogonal"; }
+
+int init_run(const char *name, InitContext *ctx, InitResult *res, Error *err) {
+    const InitKind *k = init_find(name);
+    memset(res, 0, sizeof *res);
+    if (!k) return err_set(err, "method.init '%s' is not implemented yet (available: %s)", name, init_names());
+    double t0 = now_seconds();
+    int rc = k->run(ctx, res, err);
+    res->wall_s = now_seconds() - t0;
+    return rc;
+}

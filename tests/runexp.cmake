@@ -1,0 +1,7 @@
+# The runexp program end to end (tests/test_runexp.c; SKIP without Fashion-MNIST).
+ll_add_test_exe(test_runexp ${CMAKE_CURRENT_SOURCE_DIR}/test_runexp.c)
+set(RUNEXP_TINY ${CMAKE_CURRENT_SOURCE_DIR}/data/runexp/tiny.yaml)
+add_test(NAME fault_runexp_kill COMMAND test_runexp kill $<TARGET_FILE:runexp> ${RUNEXP_TINY})
+add_test(NAME it_runexp_sigint COMMAND test_runexp sigint $<TARGET_FILE:runexp> ${RUNEXP_TINY})
+add_test(NAME config_runexp_errors COMMAND test_runexp errors $<TARGET_FILE:runexp> ${RUNEXP_TINY})
+set_tests_properties(fault_runexp_kill it_runexp_sigint config_runexp_errors PROPERTIES SKIP_RETURN_CODE 77)
