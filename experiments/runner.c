@@ -231,8 +231,21 @@ static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t se
     return rc;
 }
 
+static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, const char *out, int idx, int n_runs,
+                    const RunnerOptions *o, const char *db_path, Error *err);
+
+/* Every failure is reported, including those before the run could be recorded in the database. */
 static int run_one(const GridRun *gr, int64_t exp_id, const char *exp_name, const char *out, int idx, int n_runs,
                    const RunnerOptions *o, const char *db_path, Error *err) {
+    err->msg[0] = 0;
+    int r = run_one_(gr, exp_id, exp_name, out, idx, n_runs, o, db_path, err);
+    if (r == RUN_FAILED && err->msg[0])
+        fprintf(stderr, "[%d/%d %s] failed: %s\n", idx + 1, n_runs, gr->id, err->msg);
+    return r;
+}
+
+static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, const char *out, int idx, int n_runs,
+                    const RunnerOptions *o, const char *db_path, Error *err) {
     const CfgNode *c = gr->cfg;
     Db *db = NULL;
     if (db_open(&db, db_path, err)) return RUN_FAILED;
@@ -384,8 +397,10 @@ fail:
         Error e2;
         if (h5) h5rec_close(h5, &e2);
         h5 = NULL;
-        db_run_finish(db, gr->id, "failed", now_seconds() - t_run, peak_rss_bytes(), err->msg, &e2);
+        if (db_run_finish(db, gr->id, "failed", now_seconds() - t_run, peak_rss_bytes(), err->msg, &e2))
+            fprintf(stderr, "%s could not record the failure: %s\n", label, e2.msg);
     }
+    err->msg[0] = 0; /* reported above */
     result = RUN_FAILED;
 done:
     if (opt_made) optim_free(&opt);
@@ -517,6 +532,39 @@ static int strlist(const CfgNode *t, const char *key, const char ***out, int *n,
     return cfg_get_strlist(t, key, out, n, err);
 }
 
+/* report.tables[].groups: {group name: [column values]} -> group_of_col over col_order (which it needs). */
+static int table_groups(ReportTable *rt, const CfgNode *t, Error *err) {
+    const CfgNode *g = cfg_get(t, "groups");
+    if (cfg_is_null(g)) return 0;
+    char where[160];
+    if (g->kind != CFG_MAP)
+        return err_set(err, "%s: report table '%s': groups must be a map of group name -> list of columns",
+                       cfg_where(g, where, sizeof where), rt->name);
+    if (rt->n_col_order == 0)
+        return err_set(err, "%s: report table '%s': groups need col_order (the columns, in order)",
+                       cfg_where(g, where, sizeof where), rt->name);
+    const char **names = xcalloc((size_t)g->n, sizeof *names);
+    int *of = xmalloc(sizeof(int) * (size_t)rt->n_col_order);
+    for (int j = 0; j < rt->n_col_order; j++) of[j] = -1;
+    rt->group_names = names;
+    rt->group_of_col = of;
+    rt->n_groups = g->n;
+    for (int k = 0; k < g->n; k++) {
+        const CfgNode *list = g->entries[k].val;
+        names[k] = g->entries[k].key;
+        for (int i = 0; list && list->kind == CFG_LIST && i < list->n; i++) {
+            int j = 0;
+            while (j < rt->n_col_order && strcmp(rt->col_order[j], list->items[i]->text ? list->items[i]->text : "")) j++;
+            if (j == rt->n_col_order)
+                return err_set(err, "%s: report table '%s': group '%s' names column '%s', which is not in col_order",
+                               cfg_where(list->items[i], where, sizeof where), rt->name, names[k],
+                               list->items[i]->text ? list->items[i]->text : "");
+            of[j] = k;
+        }
+    }
+    return 0;
+}
+
 int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
     CfgNode *root = runner_load_config(config_path, o, 1, err);
     if (!root) return -1;
@@ -567,7 +615,10 @@ int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
             rt.row_order = ro; rt.n_row_order = nro; rt.row_labels = nrl ? rl : NULL;
             rt.col_order = co; rt.n_col_order = nco; rt.col_labels = ncl ? cl : NULL;
             rt.where = wh; rt.n_where = nwh;
-            rc = report_table_path(db_path, &rt, dir, err);
+            rc = table_groups(&rt, t, err);
+            if (!rc) rc = report_table_path(db_path, &rt, dir, err);
+            free((void *)rt.group_names);
+            free((void *)rt.group_of_col);
             if (!rc) printf("wrote %s/%s.md, .tex, .csv\n", dir, rt.name), n_out++;
         }
         free(ro); free(rl); free(co); free(cl); free(wh);

@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <math.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -128,6 +130,85 @@ static void sigint_and_rerun(void) {
            interrupted ? "seen" : "not the sorted-first one");
 }
 
+/* --jobs 2 runs the two seeds in two processes writing one database; the report's numbers are the database's
+ * and its figure is a real PNG. */
+static void jobs_and_report(void) {
+    static char out[1 << 16];
+    char d[300], od[320];
+    snprintf(d, sizeof d, "%s/d", tmp);
+    snprintf(od, sizeof od, "output=%s", d);
+    const char *args[] = {CFG, od, "--jobs", "2", "--log-every", "40", NULL};
+    int rc = run(out, sizeof out, NULL, 0, args);
+    CHECK_MSG(rc == 0, "exit %d:\n%s", rc, out);
+    const char *rep[] = {"report", CFG, od, NULL};
+    rc = run(out, sizeof out, NULL, 0, rep);
+    CHECK_MSG(rc == 0, "report exit %d:\n%s", rc, out);
+    char path[400], q[600], dbarg[400];
+    snprintf(dbarg, sizeof dbarg, "%s/runs.db", d);
+    const char *query[] = {"query", "--db", dbarg, "--csv",
+                           "SELECT value FROM results WHERE key = 'test_acc' ORDER BY run_id", NULL};
+    rc = run(out, sizeof out, NULL, 0, query);
+    double v[2] = {0, 0};
+    CHECK_MSG(rc == 0 && sscanf(out, "value\n%lf\n%lf", &v[0], &v[1]) == 2, "query exit %d:\n%s", rc, out);
+    double mean = 100 * (v[0] + v[1]) / 2, sd = 100 * fabs(v[0] - v[1]) / sqrt(2.0);
+    snprintf(path, sizeof path, "%s/it_tiny/report/tiny.csv", d);
+    FILE *f = fopen(path, "r");
+    double cm = -1, cs = -1;
+    int n = 0;
+    if (f) {
+        while (fgets(q, sizeof q, f))
+            if (!strncmp(q, "vit,fashion_mnist,task,ours,", 28)) sscanf(q + 28, "%lf,%lf,%d", &cm, &cs, &n);
+        fclose(f);
+    }
+    CHECK_MSG(n == 2 && fabs(cm - mean) < 1e-9 * mean && fabs(cs - sd) < 1e-9 + 1e-9 * sd,
+              "%s: mean %.12g std %.12g n %d; database: %.12g, %.12g", path, cm, cs, n, mean, sd);
+    snprintf(path, sizeof path, "%s/it_tiny/report/tiny_loss.png", d);
+    f = fopen(path, "rb");
+    unsigned char sig[8] = {0};
+    long size = 0;
+    if (f) { CHECK(fread(sig, 1, 8, f) == 8); fseek(f, 0, SEEK_END); size = ftell(f); fclose(f); }
+    CHECK_MSG(!memcmp(sig, "\x89PNG\r\n\x1a\n", 8) && size > 2048, "%s: not a PNG of > 2 KB (%ld bytes)", path, size);
+    printf("--jobs 2: both runs done; report mean %.4f std %.4f = the database's; figure %ld bytes\n", cm, cs, size);
+}
+
+/* A full disk: the output folder is a small tmpfs, filled up but for 32 KB after the database exists. The run
+ * fails with an error naming the file and the full disk (no crash), the database stays intact, and once space is back the same
+ * command finishes the run. Needs root (mount); SKIPs otherwise. */
+static int disk_full(void) {
+    static char out[1 << 16];
+    char e[300], oe[320], cmd[600], filler[400];
+    snprintf(e, sizeof e, "%s/e", tmp);
+    snprintf(oe, sizeof oe, "output=%s", e);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && mount -t tmpfs -o size=4m loralab_test %s 2>/dev/null", e, e);
+    if (system(cmd) != 0) { printf("skipped: cannot mount a tmpfs (needs root)\n"); return TEST_SKIP; }
+    const char *args[] = {CFG, oe, "seeds=[0]", "--threads", "2", NULL};
+    const char *dry[] = {CFG, oe, "seeds=[0]", "--dry-run", NULL};
+    CHECK(run(out, sizeof out, NULL, 0, dry) == 0); /* creates runs.db and the experiment row */
+    snprintf(filler, sizeof filler, "%s/filler", e);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    static char zeros[1 << 16];
+    long total = 0;
+    ssize_t k;
+    while (fd >= 0 && (k = write(fd, zeros, sizeof zeros)) > 0) total += (long)k; /* until ENOSPC */
+    if (fd >= 0) close(fd);
+    ASSERT(truncate(filler, total - 32 * 1024) == 0);
+    int rc = run(out, sizeof out, NULL, 0, args);
+    CHECK_MSG(rc == 1 && strstr(out, "failed: ") && (strstr(out, "No space left on device") || strstr(out, "disk is full")),
+              "exit %d (expected 1 and an error naming the full disk):\n%s", rc, out);
+    unlink(filler);
+    char dbarg[400];
+    snprintf(dbarg, sizeof dbarg, "%s/runs.db", e);
+    const char *integrity[] = {"query", "--db", dbarg, "--csv", "PRAGMA integrity_check", NULL};
+    rc = run(out, sizeof out, NULL, 0, integrity);
+    CHECK_MSG(rc == 0 && strstr(out, "ok"), "database after a full disk (exit %d):\n%s", rc, out);
+    rc = run(out, sizeof out, NULL, 0, args);
+    CHECK_MSG(rc == 0 && strstr(out, "done:"), "rerun with space again: exit %d:\n%s", rc, out);
+    snprintf(cmd, sizeof cmd, "umount %s", e);
+    if (system(cmd)) {}
+    printf("disk full: the run failed with ENOSPC, database intact, rerun finished it\n");
+    return 0;
+}
+
 static void config_errors(void) {
     static char out[1 << 14];
     const char *args[] = {CFG, "trainer.lrr=1", NULL};
@@ -158,6 +239,8 @@ int main(int argc, char **argv) {
     if (!strcmp(w, "kill")) kill_and_resume();
     else if (!strcmp(w, "sigint")) sigint_and_rerun();
     else if (!strcmp(w, "errors")) config_errors();
+    else if (!strcmp(w, "jobs")) jobs_and_report();
+    else if (!strcmp(w, "diskfull")) { if (disk_full() == TEST_SKIP) return TEST_SKIP; }
     else return 2;
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
