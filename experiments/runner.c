@@ -313,15 +313,15 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     train_optimizer_init(&opt, &tc.opt, &m, attached ? &ad : NULL);
     opt_made = 1;
     int h5rc = h5rec_open(&h5, h5p, resume ? H5REC_APPEND : H5REC_CREATE, err);
-    if (h5rc == H5REC_BROKEN) { /* a kill left it unreadable: keep it aside, start the run again */
-        char moved[PATH_MAX_LEN + 32];
+    char moved[PATH_MAX_LEN + 32] = "";
+    if (h5rc == H5REC_BROKEN) { /* a kill left it unreadable: keep it aside (nothing is deleted), go on */
         if (h5rec_recover(h5p, moved, sizeof moved, err)) goto fail;
-        printf("%s %s was unreadable, moved to %s; starting over\n", label, h5p, moved);
-        resume = 0;
-        unlink(ckp);
+        printf("%s %s was unreadable, moved to %s; the run continues from its checkpoint in a new file\n", label,
+               h5p, moved);
         h5rc = h5rec_open(&h5, h5p, H5REC_CREATE, err);
     }
     if (h5rc) goto fail;
+    if (moved[0] && h5rec_set_attr(h5, "earlier_steps_in", moved, err)) goto fail;
     long flush_every;
     if (cfg_get_int(c, "record.flush_every", 50, &flush_every, err)) goto fail;
     h5rec_set_flush_every(h5, (int)flush_every);

@@ -100,6 +100,48 @@ static void kill_and_resume(void) {
     free(vb);
 }
 
+/* A kill that leaves run.h5 unreadable: the rerun moves it aside (kept), continues from the checkpoint in a
+ * new file, and the steps it records equal the uninterrupted run's. */
+static void broken_h5(void) {
+    static char out[1 << 16];
+    char a[300], f[300], oa[320], of[320];
+    snprintf(a, sizeof a, "%s/a", tmp);
+    snprintf(f, sizeof f, "%s/f", tmp);
+    snprintf(oa, sizeof oa, "output=%s", a);
+    snprintf(of, sizeof of, "output=%s", f);
+    const char *full[] = {CFG, oa, "seeds=[0]", "--threads", "2", NULL};
+    CHECK(run(out, sizeof out, NULL, 0, full) == 0);
+    const char *killed[] = {CFG, of, "seeds=[0]", "--threads", "2", "--log-every", "5", NULL};
+    CHECK(run(out, sizeof out, "step 45/80", SIGKILL, killed) == 128 + SIGKILL);
+    char id[64], h5[400];
+    first_run_id(f, id);
+    snprintf(h5, sizeof h5, "%s/it_tiny/%s/run.h5", f, id);
+    FILE *g = fopen(h5, "r+b");
+    ASSERT(g);
+    static char junk[4096];
+    memset(junk, 0x5a, sizeof junk);
+    fwrite(junk, 1, sizeof junk, g); /* the superblock and the root group are gone */
+    fclose(g);
+    int rc = run(out, sizeof out, NULL, 0, killed);
+    const char *res = strstr(out, "resumed at step ");
+    long at = res ? atol(res + 16) : -1;
+    CHECK_MSG(rc == 0 && strstr(out, "was unreadable, moved to") && at >= 40, "exit %d:\n%s", rc, out);
+    char moved[420];
+    snprintf(moved, sizeof moved, "%s.broken-1", h5);
+    CHECK_MSG(access(moved, F_OK) == 0, "%s: the broken file was not kept", moved);
+    double *va, *vf;
+    int64_t na, nf, *sf;
+    Error e;
+    if (series(a, id, &va, &na)) { CHECK(0); return; }
+    CHECK_MSG(h5rec_read_series(h5, "train/loss", &sf, &vf, &nf, &e) == 0, "%s", e.msg);
+    CHECK_MSG(nf == 80 - at && sf[0] == at && memcmp(vf, va + at, sizeof(double) * (size_t)nf) == 0,
+              "new file has %lld steps from %lld; expected %ld from %ld equal to the uninterrupted run", (long long)nf,
+              nf ? (long long)sf[0] : -1LL, 80 - at, at);
+    printf("broken run.h5: moved aside, resumed at %ld in a new file, %lld steps equal the uninterrupted run's\n", at,
+           (long long)nf);
+    free(va); free(vf); free(sf);
+}
+
 static void sigint_and_rerun(void) {
     static char out[1 << 16];
     char c[300], oc[320];
@@ -240,6 +282,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "sigint")) sigint_and_rerun();
     else if (!strcmp(w, "errors")) config_errors();
     else if (!strcmp(w, "jobs")) jobs_and_report();
+    else if (!strcmp(w, "broken")) broken_h5();
     else if (!strcmp(w, "diskfull")) { if (disk_full() == TEST_SKIP) return TEST_SKIP; }
     else return 2;
     char cmd[300];
