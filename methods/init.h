@@ -25,9 +25,10 @@ typedef struct InitKind {
     int (*run)(InitContext *ctx, InitResult *res, Error *err);
 } InitKind;
 
-/* NULL if unknown. */
+/* methods/registry.c: NULL if unknown. */
 const InitKind *init_find(const char *name);
-/* "kaiming, gaussian, orthogonal" for error messages. */
+const AdapterKind *adapter_find(const char *name);
+/* "kaiming, gaussian, ..." for error messages. */
 const char *init_names(void);
 /* Run the named initializer (timed). Errors name the initializer and the layer. */
 int init_run(const char *name, InitContext *ctx, InitResult *res, Error *err);

@@ -74,26 +74,6 @@ static int init_orthogonal(InitContext *ctx, InitResult *res, Error *err) {
     return 0;
 }
 
-static const InitKind INITS[] = {
-    {"kaiming", "METHODS.md, Base initializers: kaiming (PEFT default)", init_kaiming},
-    {"gaussian", "METHODS.md, Base initializers: gaussian", init_gaussian},
-    {"orthogonal", "METHODS.md, Base initializers: orthogonal (PEFT)", init_orthogonal},
-};
-
-const InitKind *init_find(const char *name) {
-    for (size_t i = 0; i < sizeof INITS / sizeof INITS[0]; i++)
-        if (!strcmp(INITS[i].name, name)) return &INITS[i];
-    return NULL;
-}
-
-const char *init_names(void) { return "kaiming, gaussian, orthogonal"; }
-
-int init_run(const char *name, InitContext *ctx, InitResult *res, Error *err) {
-    const InitKind *k = init_find(name);
-    memset(res, 0, sizeof *res);
-    if (!k) return err_set(err, "method.init '%s' is not implemented yet (available: %s)", name, init_names());
-    double t0 = now_seconds();
-    int rc = k->run(ctx, res, err);
-    res->wall_s = now_seconds() - t0;
-    return rc;
-}
+const InitKind INIT_KAIMING = {"kaiming", "METHODS.md, Base initializers: kaiming (PEFT default)", init_kaiming};
+const InitKind INIT_GAUSSIAN = {"gaussian", "METHODS.md, Base initializers: gaussian", init_gaussian};
+const InitKind INIT_ORTHOGONAL = {"orthogonal", "METHODS.md, Base initializers: orthogonal (PEFT)", init_orthogonal};

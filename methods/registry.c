@@ -1,0 +1,50 @@
+/* methods/registry.c: every initializer and adapter kind by name. Adding a method = its file + one line here
+ * + its test. */
+#include <string.h>
+
+#include "init.h"
+#include "lora.h"
+
+extern const InitKind INIT_KAIMING, INIT_GAUSSIAN, INIT_ORTHOGONAL;
+
+static const InitKind *const INITS[] = {
+    &INIT_KAIMING,
+    &INIT_GAUSSIAN,
+    &INIT_ORTHOGONAL,
+};
+
+static const AdapterKind *const ADAPTERS[] = {
+    &ADAPTER_LORA,
+};
+
+const InitKind *init_find(const char *name) {
+    for (size_t i = 0; i < sizeof INITS / sizeof INITS[0]; i++)
+        if (!strcmp(INITS[i]->name, name)) return INITS[i];
+    return NULL;
+}
+
+const char *init_names(void) {
+    static char buf[512];
+    if (!buf[0])
+        for (size_t i = 0; i < sizeof INITS / sizeof INITS[0]; i++) {
+            size_t len = strlen(buf);
+            snprintf(buf + len, sizeof buf - len, "%s%s", i ? ", " : "", INITS[i]->name);
+        }
+    return buf;
+}
+
+const AdapterKind *adapter_find(const char *name) {
+    for (size_t i = 0; i < sizeof ADAPTERS / sizeof ADAPTERS[0]; i++)
+        if (!strcmp(ADAPTERS[i]->name, name)) return ADAPTERS[i];
+    return NULL;
+}
+
+int init_run(const char *name, InitContext *ctx, InitResult *res, Error *err) {
+    const InitKind *k = init_find(name);
+    memset(res, 0, sizeof *res);
+    if (!k) return err_set(err, "method.init '%s' is not implemented yet (available: %s)", name, init_names());
+    double t0 = now_seconds();
+    int rc = k->run(ctx, res, err);
+    res->wall_s = now_seconds() - t0;
+    return rc;
+}
