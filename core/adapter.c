@@ -11,12 +11,19 @@
 void linear_slot_forward(LinearSlot *s, const ParamSet *ps, float *out, const float *inp, int N, Arena *ar) {
     linear_forward(out, inp, params_data(ps, s->w), s->b >= 0 ? params_data(ps, s->b) : NULL, N, s->in, s->out);
     for (int i = 0; i < s->n_ad; i++) s->ad[i]->kind->forward(s->ad[i], out, s->out, inp, N, ar);
+    if (s->tap) s->tap(s->tap_ctx, s, inp, out, N);
 }
 
 void linear_slot_backward(LinearSlot *s, const ParamSet *ps, float *dinp, const float *dout, const float *inp,
                           int N, Arena *ar) {
+    if (s->inject) { /* dout + injected gradient, in a copy: dout belongs to the caller */
+        float *d = arena_floats(ar, (size_t)N * s->out);
+        for (long i = 0; i < (long)N * s->out; i++) d[i] = dout[i] + s->inject[i];
+        dout = d;
+    }
     linear_backward(dinp, params_grad(ps, s->w), s->b >= 0 ? params_grad(ps, s->b) : NULL, dout, inp,
                     params_data(ps, s->w), N, s->in, s->out);
+    if (s->grad_w) linear_backward(NULL, s->grad_w, NULL, dout, inp, NULL, N, s->in, s->out);
     for (int i = 0; i < s->n_ad; i++) s->ad[i]->kind->backward(s->ad[i], dinp, dout, s->out, inp, N, ar);
 }
 

@@ -47,12 +47,23 @@ struct Adapter {
 /* A host linear layer of a model: weight (out, in), optional bias, and the adapters attached to slices of
  * it. linear_slot_forward/backward are what models call for every linear. */
 #define SLOT_MAX_ADAPTERS 4
-typedef struct LinearSlot {
+typedef struct LinearSlot LinearSlot;
+/* Called after every forward of the slot with its input (N, in) and output (N, out), adapters included:
+ * the initializers' "taps" (EVA, CorDA, CNTLoRA record X; ABM records pre-activations). */
+typedef void (*SlotTapFn)(void *ctx, const LinearSlot *s, const float *inp, const float *out, int N);
+struct LinearSlot {
     int w, b;                /* parameter indices in the model's ParamSet (b = -1: no bias) */
     int in, out;
     Adapter *ad[SLOT_MAX_ADAPTERS];
     int n_ad;
-} LinearSlot;
+    /* Init-time capabilities (DESIGN.md "init context"); all NULL in normal training. */
+    SlotTapFn tap;
+    void *tap_ctx;
+    float *grad_w;           /* != NULL: backward ACCUMULATES the full-weight gradient dL/dW (out, in) here even
+                              * though W is frozen (LoRA-GA, LoRA-SB, information loss) */
+    const float *inject;     /* != NULL: (N, out) added to the output gradient before backward (ABM's boundary
+                              * loss gradient at this pre-activation); the caller sizes it for the batch */
+};
 
 /* A name a model offers for adaptation: a slice of one LinearSlot. */
 typedef struct AdapterTarget {

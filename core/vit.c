@@ -180,9 +180,11 @@ void vit_forward(ViT *m, float *logits, const float *img, int B, Arena *ar) {
     linear_slot_forward(&m->head, &m->params, logits, m->pooled, B, ar);
 }
 
+/* Does backward have to reach this slot? (trainable weights or adapters, or a requested full-weight
+ * gradient or injected gradient) */
 static int slot_trains(const ViT *m, const LinearSlot *s) {
     const ParamSet *ps = &m->params;
-    if (ps->views[s->w].trainable || (s->b >= 0 && ps->views[s->b].trainable)) return 1;
+    if (ps->views[s->w].trainable || (s->b >= 0 && ps->views[s->b].trainable) || s->grad_w || s->inject) return 1;
     for (int i = 0; i < s->n_ad; i++) /* an adapter with any trainable tensor */
         for (int k = 0; k < s->ad[i]->nt; k++)
             if (s->ad[i]->ps->views[s->ad[i]->t[k]].trainable) return 1;

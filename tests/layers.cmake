@@ -5,3 +5,4 @@ foreach(check linear layernorm attention attention_causal gelu silu xent tokens_
 endforeach()
 add_test(NAME grad_vit_step COMMAND test_grad_layers vit)
 add_test(NAME grad_lora_vit_step COMMAND test_grad_layers vit_lora)
+add_test(NAME grad_init_capabilities COMMAND test_grad_layers capabilities)

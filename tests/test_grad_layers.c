@@ -232,6 +232,81 @@ static int check_vit(int lora) {
     return bad;
 }
 
+/* ---- init-time capabilities: taps, full-weight gradients, injected gradients ---- */
+typedef struct { float *z; int N; } TapBuf;
+static void tap_copy(void *ctx, const LinearSlot *s, const float *inp, const float *out, int N) {
+    TapBuf *t = ctx;
+    memcpy(t->z, out, sizeof(float) * (size_t)N * s->out);
+    t->N = N;
+}
+typedef struct { VitCtx v; TapBuf *tap; const float *J; size_t nz; } InjCtx;
+static double inj_loss(void *p) {
+    InjCtx *c = p;
+    return vit_loss(&c->v) + dot(c->tap->z, c->J, c->nz);
+}
+static int check_capabilities(void) {
+    ViT m;
+    tiny_vit(&m, POOL_CLS);
+    Arena ar;
+    arena_init(&ar, 1 << 16);
+    VitCtx c = {.m = &m, .ar = &ar, .B = 2};
+    c.img = rnd(2 * 2 * 64, 20, 1); c.logits = zeros(6); c.R = rnd(6, 21, 1);
+    LinearSlot *fc1 = &m.blocks[0].fc1;
+    size_t nw = (size_t)fc1->in * fc1->out;
+    /* 1. grad_w on a frozen weight == the weight's gradient when it is trainable */
+    params_set_all_trainable(&m.params, 0);
+    params_set_trainable(&m.params, "blocks.0.mlp.fc1.weight", 1);
+    params_alloc_grads(&m.params);
+    vit_loss(&c);
+    vit_backward(&m, c.R, &ar);
+    float *want = malloc(nw * sizeof(float));
+    memcpy(want, params_grad(&m.params, fc1->w), nw * sizeof(float));
+    params_set_all_trainable(&m.params, 0);
+    params_alloc_grads(&m.params);
+    fc1->grad_w = zeros(nw);
+    vit_loss(&c);
+    vit_backward(&m, c.R, &ar); /* nothing trains: backward runs only because grad_w asks for it */
+    double e = max_rel_err(fc1->grad_w, want, nw, 1e-6, NULL);
+    CHECK_MSG(e < 1e-6, "grad_w differs from the trainable weight's gradient: rel err %.3g", e);
+    CHECK(m.params.n_grad == 0);
+    free(fc1->grad_w);
+    fc1->grad_w = NULL;
+    /* 2. the tap sees the slot's input and output of every forward */
+    int T = m.T, N = 2 * T;
+    TapBuf tb = {.z = zeros((size_t)N * fc1->out)};
+    fc1->tap = tap_copy;
+    fc1->tap_ctx = &tb;
+    vit_loss(&c);
+    CHECK(tb.N == N && memcmp(tb.z, m.acts[0].h, sizeof(float) * (size_t)N * fc1->out) == 0);
+    /* 3. injected gradient: backward with inject = J gives the gradient of sum(logits R) + sum(z J) */
+    params_set_trainable(&m.params, "blocks.0.attn.qkv.weight", 1);
+    params_set_trainable(&m.params, "blocks.0.norm2.weight", 1);
+    params_alloc_grads(&m.params);
+    float *J = rnd((size_t)N * fc1->out, 30, 1);
+    fc1->inject = J;
+    InjCtx ic = {.v = c, .tap = &tb, .J = J, .nz = (size_t)N * fc1->out};
+    inj_loss(&ic);
+    vit_backward(&m, c.R, &ar);
+    fc1->inject = NULL; /* the FD loss adds sum(z J) itself */
+    int bad = 0;
+    for (int i = 0; i < m.params.n; i++) {
+        float *g = params_grad(&m.params, i);
+        if (!g) continue;
+        size_t n = m.params.views[i].numel;
+        float *gc = malloc(n * sizeof(float));
+        memcpy(gc, g, n * sizeof(float));
+        char label[PARAM_NAME_MAX + 16];
+        snprintf(label, sizeof label, "inject %s", m.params.views[i].name);
+        bad += gradcheck(label, inj_loss, &ic, params_data(&m.params, i), gc, n, EPS, 24);
+        free(gc);
+    }
+    fc1->tap = NULL;
+    free(want); free(tb.z); free(J);
+    arena_free(&ar);
+    vit_free(&m);
+    return bad;
+}
+
 int main(int argc, char **argv) {
     const char *w = argc > 1 ? argv[1] : "all";
     int all = !strcmp(w, "all"), bad = 0;
@@ -246,6 +321,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(w, "tokens_mean")) bad += check_tokens(POOL_MEAN);
     if (all || !strcmp(w, "vit")) bad += check_vit(0);
     if (all || !strcmp(w, "vit_lora")) bad += check_vit(1);
+    if (all || !strcmp(w, "capabilities")) bad += check_capabilities();
     test_checks++;
     if (bad) test_failures++;
     return test_finish(w);
