@@ -1,6 +1,7 @@
 /* core/vit_io.h: ViT checkpoints in safetensors, under timm names (this project's own) or Hugging Face
- * ViTForImageClassification / ViTModel names (vit.embeddings..., vit.encoder.layer.i.attention.attention.
- * query|key|value -> the q/k/v rows of blocks.i.attn.qkv). HF's pooler.* is ignored (ViT classifiers don't
+ * ViTForImageClassification / ViTModel names of transformers 4 (vit.embeddings..., vit.encoder.layer.i.attention.
+ * attention.query|key|value -> the q/k/v rows of blocks.i.attn.qkv) and of transformers 5 (vit.layers.i.attention.
+ * q_proj|k_proj|v_proj|o_proj, vit.layers.i.mlp.fc1|fc2). HF's pooler.* is ignored (ViT classifiers don't
  * use it). skip_head keeps the model's own head (fine-tuning on a task with other classes). */
 #ifndef CORE_VIT_IO_H
 #define CORE_VIT_IO_H
