@@ -17,6 +17,7 @@
 #include "grid.h"
 #include "methods/init.h"
 #include "methods/lora.h"
+#include "methods/peft_io.h"
 #include "results/db.h"
 #include "results/figure.h"
 #include "results/h5rec.h"
@@ -379,6 +380,11 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     }
     if (attached && (params_save(&ad.params, ap, 0, meta, 2, err) || db_put_artifact(db, gr->id, "adapter", ap, err)))
         goto fail;
+    if (attached && ad.a[0].kind == &ADAPTER_LORA) { /* the same adapter for PEFT users (methods/peft_io.h) */
+        char pd[PATH_MAX_LEN + 24];
+        snprintf(pd, sizeof pd, "%s/peft_adapter", dir);
+        if (peft_save(pd, &ad, PEFT_NAMES_AUTO, err) || db_put_artifact(db, gr->id, "peft_adapter", pd, err)) goto fail;
+    }
     size_t trainable = params_count(m.params, 1) + (attached ? params_count(&ad.params, 1) : 0);
     const char *keys[] = {"test_acc", "test_loss", "train_loss", "train_s", "img_s", "steps", "trainable_params", "init_s"};
     double vals[] = {tr.test_acc, tr.test_loss, tr.last_loss, tr.train_s, tr.img_s, (double)tr.steps, (double)trainable, init_s};
