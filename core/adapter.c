@@ -54,9 +54,11 @@ int adapters_attach(AdapterSet *set, AdapterTarget *targets, int n_targets, Para
         for (int i = 0; i < s->n_ad; i++) { /* overlapping slices of one host weight would double-adapt */
             Adapter *o = s->ad[i];
             if (tg->row0 < o->row0 + o->m && o->row0 < tg->row0 + tg->rows) {
+                err_set(err, "adapter targets '%s' and '%s' overlap (the same weight rows); pick one", tg->name,
+                        o->target);
                 free(hit);
-                return err_set(err, "adapter targets '%s' and '%s' overlap (the same weight rows); pick one",
-                               tg->name, o->target);
+                adapters_free(set, targets, n_targets); /* undo: no slot keeps a pointer into the set */
+                return -1;
             }
         }
         ASSERT(s->n_ad < SLOT_MAX_ADAPTERS);
@@ -90,7 +92,13 @@ int adapters_attach(AdapterSet *set, AdapterTarget *targets, int n_targets, Para
 }
 
 void adapters_free(AdapterSet *set, AdapterTarget *targets, int n_targets) {
-    for (int t = 0; t < n_targets; t++) targets[t].slot->n_ad = 0;
+    for (int t = 0; t < n_targets; t++) { /* detach this set's adapters only */
+        LinearSlot *s = targets[t].slot;
+        int w = 0;
+        for (int i = 0; i < s->n_ad; i++)
+            if (!(set->a && s->ad[i] >= set->a && s->ad[i] < set->a + set->n)) s->ad[w++] = s->ad[i];
+        s->n_ad = w;
+    }
     free(set->a);
     params_free(&set->params);
     memset(set, 0, sizeof *set);

@@ -220,6 +220,11 @@ static int check_vit(int lora) {
         const char *nope[] = {"blocks.*.attn.query"};
         CHECK(adapters_attach(&bad_set, m.targets, m.n_targets, &m.params, nope, 1, &spec, 5, &err) < 0 &&
               strstr(err.msg, "attn.query"));
+        /* overlapping targets (the whole qkv and its q third) are refused and leave the model as it was */
+        const char *overlap[] = {"blocks.0.mlp.fc2", "blocks.0.attn.qkv"};
+        CHECK(adapters_attach(&bad_set, m.targets, m.n_targets, &m.params, overlap, 2, &spec, 5, &err) < 0 &&
+              strstr(err.msg, "overlap"));
+        CHECK(m.blocks[0].qkv.n_ad == 2 && m.blocks[0].fc2.n_ad == 0);
     }
     vit_loss(&c);
     vit_backward(&m, c.R, &ar);
