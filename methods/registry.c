@@ -3,18 +3,26 @@
 #include <string.h>
 
 #include "init.h"
+#include "dora.h"
 #include "lora.h"
+#include "lora_xs.h"
 
 extern const InitKind INIT_KAIMING, INIT_GAUSSIAN, INIT_ORTHOGONAL;
+extern const InitKind INIT_PISSA, INIT_OLORA, INIT_LORA_XS;
 
 static const InitKind *const INITS[] = {
     &INIT_KAIMING,
     &INIT_GAUSSIAN,
     &INIT_ORTHOGONAL,
+    &INIT_PISSA,
+    &INIT_OLORA,
+    &INIT_LORA_XS,
 };
 
 static const AdapterKind *const ADAPTERS[] = {
     &ADAPTER_LORA,
+    &ADAPTER_DORA,
+    &ADAPTER_LORA_XS,
 };
 
 const InitKind *init_find(const char *name) {
