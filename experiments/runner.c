@@ -215,12 +215,14 @@ static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t se
     if (head && m->family == MODEL_CNN) params_set_trainable(m->params, "fc.*", 1);
     params_alloc_grads(m->params);
     int rc = 0;
-    if (!strcmp(adapter, "lora")) {
-        if (!init_find(init)) rc = err_set(err, "method.init '%s' is not implemented yet (available: %s)", init, init_names());
+    if (strcmp(adapter, "none")) {
+        const AdapterKind *kind = adapter_find(adapter);
+        if (!kind) rc = err_set(err, "method.adapter '%s' is not implemented yet", adapter);
+        else if (!init_find(init)) rc = err_set(err, "method.init '%s' is not implemented yet (available: %s)", init, init_names());
         else if (nt == 0) rc = err_set(err, "method.targets is empty: name the layers to adapt (e.g. blocks.*.attn.qkv:q)");
         else if (m->n_targets == 0) rc = err_set(err, "backbone.family has no adapter targets yet (ViT only)");
         else {
-            AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = (int)rank, .alpha = (float)alpha, .rslora = rs};
+            AdapterSpec spec = {.kind = kind, .r = (int)rank, .alpha = (float)alpha, .rslora = rs};
             rc = adapters_attach(ad, m->targets, m->n_targets, m->params, targets, nt, &spec, seed, err) < 0 ? -1 : 0;
             *attached = rc == 0;
             InitContext ictx = {.model = m, .set = ad, .seed = seed};

@@ -67,15 +67,16 @@ static const SchemaKey DATASET_KEYS[] = {
 };
 
 static const SchemaKey METHOD_KEYS[] = {
-    {"adapter", SCHEMA_ENUM, .def = "lora", .values = VALUES("lora", "none"), .doc = "parameterization"},
+    {"adapter", SCHEMA_ENUM, .def = "lora", .values = VALUES("lora", "dora", "lora_xs", "none"),
+     .doc = "parameterization (methods/: LoRA, DoRA, LoRA-XS; none = head only)"},
     {"rank", SCHEMA_INT, POSITIVE_INT, .def = "8", .doc = "adapter rank r"},
     {"alpha", SCHEMA_FLOAT, NONNEG, .def = "16", .doc = "scale alpha / r (alpha / sqrt r with rslora)"},
     {"rslora", SCHEMA_BOOL, .def = "false", .doc = "rank-stabilized scaling alpha / sqrt(r)"},
     {"targets", SCHEMA_LIST, .elem = LIST_OF(.type = SCHEMA_STRING),
      .doc = "adapted layers, globs over parameter names (blocks.*.attn.qkv:q)"},
     {"init", SCHEMA_ENUM, .def = "kaiming",
-     .values = VALUES("kaiming", "gaussian", "orthogonal", "pissa", "olora", "eva", "corda", "lora_ga", "lora_sb",
-                      "abm"),
+     .values = VALUES("kaiming", "gaussian", "orthogonal", "pissa", "olora", "lora_xs", "eva", "corda", "lora_ga",
+                      "lora_sb", "cnt_lora", "abm"),
      .doc = "initializer (methods/)"},
     {"params", SCHEMA_ANY, .doc = "free-form method-specific settings (method.params.abm.margin)"},
     {"train_head", SCHEMA_BOOL, .def = "true", .doc = "fine-tune the classifier head with the adapters"},

@@ -14,11 +14,12 @@ static int need_lora(const Adapter *a, const char *init, Error *err) {
     return 0;
 }
 
-/* PEFT's default: A kaiming-uniform(a = sqrt 5) = U(+-1/sqrt n), B = 0 (the kind's own default). */
+/* PEFT's default: A kaiming-uniform(a = sqrt 5) = U(+-1/sqrt n), B = 0 — the adapter kind's own default
+ * init, so it applies to every kind (DoRA: also the magnitude = ||W0||_row; LoRA-XS: R = 0). */
 static int init_kaiming(InitContext *ctx, InitResult *res, Error *err) {
+    (void)err;
     for (int i = 0; i < ctx->set->n; i++) {
         Adapter *a = &ctx->set->a[i];
-        if (need_lora(a, "kaiming", err)) return -1;
         a->kind->init_default(a, ctx->seed);
     }
     res->changed_w0 = res->changed_function = 0;

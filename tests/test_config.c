@@ -292,8 +292,8 @@ static void test_schema_errors(void) {
     CHECK(schema_validate(r, S, 0, &rep, &e) == -1);
     const char *want2[] = {
         "test.yaml:7:3: unknown key 'alpah' in method (did you mean 'alpha'?)",
-        ("test.yaml:8:9: method.init: 'pisa' is not one of kaiming, gaussian, orthogonal, pissa, olora, eva, corda, "
-         "lora_ga, lora_sb, abm (did you mean 'pissa'?)"),
+        ("test.yaml:8:9: method.init: 'pisa' is not one of kaiming, gaussian, orthogonal, pissa, olora, lora_xs, eva, "
+         "corda, lora_ga, lora_sb, cnt_lora, abm (did you mean 'pissa'?)"),
         "test.yaml:9:9: method.rank: -1 is out of range (expected int >= 1)",
         "test.yaml:10:12: method.targets: expected a list of strings, found 'qkv'",
         "test.yaml:11:12: seeds[1]: expected int, found 'x'",
