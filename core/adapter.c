@@ -46,9 +46,17 @@ int adapters_attach(AdapterSet *set, AdapterTarget *targets, int n_targets, Para
     }
     int n = 0;
     for (int t = 0; t < n_targets; t++) n += hit[t];
+    if (spec->ranks && spec->n_ranks != n) {
+        free(hit);
+        return err_set(err, "%d per-layer ranks given for %d matched layers", spec->n_ranks, n);
+    }
+    int matched = 0;
     set->a = xcalloc((size_t)n, sizeof *set->a);
     for (int t = 0; t < n_targets; t++) {
         if (!hit[t]) continue;
+        int r = spec->ranks ? spec->ranks[matched] : spec->r;
+        matched++;
+        if (r <= 0) continue; /* a per-layer rank of 0: this layer stays unadapted */
         AdapterTarget *tg = &targets[t];
         LinearSlot *s = tg->slot;
         for (int i = 0; i < s->n_ad; i++) { /* overlapping slices of one host weight would double-adapt */
@@ -67,8 +75,9 @@ int adapters_attach(AdapterSet *set, AdapterTarget *targets, int n_targets, Para
         snprintf(a->target, sizeof a->target, "%s", tg->name);
         a->m = tg->rows;
         a->n = s->in;
-        a->r = spec->r;
-        a->alpha = spec->alpha;
+        a->r = r;
+        a->alpha = spec->alpha * (float)r / (float)spec->r;
+        /* alpha_i = alpha r_i / r keeps the scale of the configured rank (METHODS.md, EVA and VAS) */
         a->scale = spec->rslora ? spec->alpha / sqrtf((float)spec->r) : spec->alpha / (float)spec->r;
         a->row0 = tg->row0;
         a->ps = &set->params;

@@ -91,6 +91,10 @@ typedef struct AdapterSpec {
     int r;
     float alpha;
     int rslora; /* 1: scale = alpha / sqrt(r) */
+    /* Optional per-target ranks (EVA, VAS): ranks[i] for the i-th matched target in target order (n_ranks of
+     * them); 0 leaves that layer unadapted. alpha_i = alpha * r_i / r, so the scale stays alpha / r. */
+    const int *ranks;
+    int n_ranks;
 } AdapterSpec;
 
 /* Attach one adapter per target whose name matches any of the globs in patterns (n_patterns), register

@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "core/params_io.h"
+#include "core/rng.h"
 #include "core/threads.h"
 #include "core/vit_io.h"
 #include "grid.h"
@@ -197,7 +198,63 @@ static int ctx_stop(void *p) { (void)p; return g_stop != 0; }
 
 enum { RUN_DONE = 0, RUN_FAILED = 1, RUN_SKIPPED = 2, RUN_INTERRUPTED = 130 };
 
-static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t seed, int *attached, Error *err) {
+/* Init batches for data-driven initializers: the training set in a seeded order of its own. */
+typedef struct InitDataCtx {
+    const ImageSet *train;
+    int *perm;
+    uint64_t seed;
+} InitDataCtx;
+static int init_batch(void *p, int i, int B, float *x, int *y) {
+    InitDataCtx *d = p;
+    long first = (long)i * B;
+    if (first >= d->train->n) return 0;
+    int n = (int)MIN((long)B, d->train->n - first);
+    imageset_batch(x, y, d->train, d->perm + first, n, 0, d->seed, 0);
+    return n;
+}
+
+/* EVA / VAS: re-create the adapters with per-layer ranks (alpha_i = alpha r_i / r keeps the scale). */
+typedef struct ReattachCtx {
+    Model *m;
+    const char **targets;
+    int nt;
+    AdapterSpec spec;
+} ReattachCtx;
+static int reattach(InitContext *ctx, const int *ranks, Error *err) {
+    ReattachCtx *r = ctx->reattach_ctx;
+    int n = ctx->set->n;
+    int *rk = xmalloc(sizeof(int) * (size_t)(n ? n : 1));
+    memcpy(rk, ranks, sizeof(int) * (size_t)n);
+    adapters_free(ctx->set, r->m->targets, r->m->n_targets);
+    AdapterSpec sp = r->spec;
+    sp.ranks = rk;
+    sp.n_ranks = n;
+    int rc = adapters_attach(ctx->set, r->m->targets, r->m->n_targets, r->m->params, r->targets, r->nt, &sp,
+                             ctx->seed, err) < 0 ? -1 : 0;
+    free(rk);
+    return rc;
+}
+
+/* method.params.<init>.* scalars as key/value text pairs (the initializer's options). */
+static int init_options(const CfgNode *c, const char *init, const char ***kv, int *n) {
+    char path[96];
+    snprintf(path, sizeof path, "method.params.%s", init);
+    const CfgNode *p = cfg_get(c, path);
+    *kv = NULL;
+    *n = 0;
+    if (cfg_is_null(p) || p->kind != CFG_MAP) return 0;
+    *kv = xcalloc((size_t)(2 * p->n + 1), sizeof **kv);
+    for (int i = 0; i < p->n; i++)
+        if (p->entries[i].val && p->entries[i].val->kind == CFG_SCALAR) {
+            (*kv)[2 * *n] = p->entries[i].key;
+            (*kv)[2 * *n + 1] = p->entries[i].val->text ? p->entries[i].val->text : "";
+            (*n)++;
+        }
+    return 0;
+}
+
+static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t seed, const ImageSet *train,
+                         const TrainConfig *tc, long total_steps, int *attached, Error *err) {
     const char *adapter, *init;
     long rank;
     double alpha;
@@ -225,9 +282,25 @@ static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t se
             AdapterSpec spec = {.kind = kind, .r = (int)rank, .alpha = (float)alpha, .rslora = rs};
             rc = adapters_attach(ad, m->targets, m->n_targets, m->params, targets, nt, &spec, seed, err) < 0 ? -1 : 0;
             *attached = rc == 0;
-            InitContext ictx = {.model = m, .set = ad, .seed = seed};
-            InitResult ires;
-            if (!rc) rc = init_run(init, &ictx, &ires, err);
+            if (!rc) {
+                InitDataCtx dctx = {.train = train, .perm = xmalloc(sizeof(int) * (size_t)train->n), .seed = seed};
+                rng_permutation(dctx.perm, train->n, seed, rng_stream("init.order", 0, 0));
+                ReattachCtx rctx = {.m = m, .targets = targets, .nt = nt, .spec = spec};
+                InitContext ictx = {.model = m, .set = ad, .seed = seed,
+                                    .data = {.batch = init_batch, .ctx = &dctx, .n_images = train->n},
+                                    .batch = tc->batch, .n_batches = 8, .label_smoothing = tc->label_smoothing,
+                                    .lr = tc->opt.lr, .warmup_frac = tc->warmup_frac, .total_steps = total_steps,
+                                    .adamw = tc->opt.kind == OPT_ADAMW, .reattach = reattach, .reattach_ctx = &rctx};
+                init_options(c, init, (const char ***)&ictx.opts, &ictx.n_opts);
+                double b = 0, nb = 0;
+                rc = init_opt_double(&ictx, "batch", tc->batch, &b, err) || init_opt_double(&ictx, "batches", 8, &nb, err);
+                ictx.batch = (int)b;
+                ictx.n_batches = (int)nb;
+                InitResult ires;
+                if (!rc) rc = init_run(init, &ictx, &ires, err);
+                free((void *)ictx.opts);
+                free(dctx.perm);
+            }
         }
     }
     free(targets);
@@ -310,7 +383,9 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     int pretrain = has_stage(c, "pretrain"), finetune = has_stage(c, "finetune");
     if (finetune && !pretrain) {
         double t0 = now_seconds();
-        if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &attached, err)) goto fail;
+        int spe0 = tc.batch > 0 ? train.n / tc.batch : 0;
+        long total0 = tc.max_steps > 0 ? tc.max_steps : (long)tc.epochs * spe0;
+        if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total0, &attached, err)) goto fail;
         init_s = now_seconds() - t0;
     }
     train_optimizer_init(&opt, &tc.opt, &m, attached ? &ad : NULL);
@@ -382,7 +457,9 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     }
     if (attached && (params_save(&ad.params, ap, 0, meta, 2, err) || db_put_artifact(db, gr->id, "adapter", ap, err)))
         goto fail;
-    if (attached && ad.a[0].kind == &ADAPTER_LORA) { /* the same adapter for PEFT users (methods/peft_io.h) */
+    int same_rank = 1;
+    for (int i = 1; attached && i < ad.n; i++) same_rank &= ad.a[i].r == ad.a[0].r;
+    if (attached && ad.n && ad.a[0].kind == &ADAPTER_LORA && same_rank) { /* the same adapter for PEFT users */
         char pd[PATH_MAX_LEN + 24];
         snprintf(pd, sizeof pd, "%s/peft_adapter", dir);
         if (peft_save(pd, &ad, PEFT_NAMES_AUTO, err) || db_put_artifact(db, gr->id, "peft_adapter", pd, err)) goto fail;

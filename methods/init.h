@@ -1,17 +1,47 @@
 /* methods/init.h: initializers. An initializer runs after the adapters are attached (the kind's default
  * init has run) and sets their tensors; it may change the frozen W0 (PiSSA, OLoRA, ...) and must say so.
- * The context grows with the data-driven methods (taps, full-weight gradients, init batches: issue 5);
- * today it carries the model, the adapters and the seed. */
+ * Data-driven initializers draw init batches of the task's training data through ctx->data and use the
+ * engine's capabilities on every linear slot (core/adapter.h: taps, full-weight gradients, injected
+ * gradients) through the helpers of methods/init_data.h. */
 #ifndef METHODS_INIT_H
 #define METHODS_INIT_H
 #include "core/adapter.h"
 #include "core/model.h"
 
+/* The task's training data for initializers. batch(ctx, i, B, x, y) fills x (B, C, H, W) and y (B) with init
+ * batch i (a fixed, seeded order, independent of training's) and returns the number of images written
+ * (B, fewer at the end of the data, 0 when i is past it). */
+typedef struct InitData {
+    int (*batch)(void *ctx, int i, int B, float *x, int *y);
+    void *ctx;
+    int n_images;
+} InitData;
+
 typedef struct InitContext {
     Model *model;
     AdapterSet *set;
     uint64_t seed;
+    InitData data;            /* data.batch NULL: no data (data-free inits only) */
+    int batch;                /* init batch size (method.params.<init>.batch, else the trainer's) */
+    int n_batches;            /* init batches to use (method.params.<init>.batches) */
+    float label_smoothing;    /* the task loss of gradient-based inits is the trainer's */
+    float lr, warmup_frac;    /* the trainer's (LoRA-SB's first-step estimate) */
+    long total_steps;
+    int adamw;                /* 1: AdamW trainer (LoRA-SB: sign of the gradient), 0: SGD */
+    /* method.params.<init>.* as key/value text pairs (k0, v0, ...): read with init_opt_* */
+    const char *const *opts;
+    int n_opts;
+    /* Re-create the adapters with per-adapter ranks (EVA's, VAS's redistribution): ranks[i] for set->a[i];
+     * 0 leaves that layer unadapted. Afterwards ctx->set holds the new adapters (default-initialized);
+     * pointers into the old ones are invalid. NULL when the caller cannot. */
+    int (*reattach)(struct InitContext *ctx, const int *ranks, Error *err);
+    void *reattach_ctx;
 } InitContext;
+
+/* method.params.<init>.<key> as a number / string, or def when absent; a value that is not a number is
+ * an error naming the key. */
+int init_opt_double(const InitContext *ctx, const char *key, double def, double *out, Error *err);
+const char *init_opt_string(const InitContext *ctx, const char *key, const char *def);
 
 typedef struct InitResult {
     double wall_s;

@@ -1,0 +1,143 @@
+/* methods/init_data.c */
+#include "init_data.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cpu/xent.h"
+
+int init_opt_double(const InitContext *ctx, const char *key, double def, double *out, Error *err) {
+    *out = def;
+    for (int i = 0; i + 1 < 2 * ctx->n_opts; i += 2)
+        if (!strcmp(ctx->opts[i], key)) {
+            char *end;
+            double v = strtod(ctx->opts[i + 1], &end);
+            if (end == ctx->opts[i + 1] || *end)
+                return err_set(err, "method.params: '%s' is '%s', expected a number", key, ctx->opts[i + 1]);
+            *out = v;
+        }
+    return 0;
+}
+
+const char *init_opt_string(const InitContext *ctx, const char *key, const char *def) {
+    for (int i = 0; i + 1 < 2 * ctx->n_opts; i += 2)
+        if (!strcmp(ctx->opts[i], key)) return ctx->opts[i + 1];
+    return def;
+}
+
+/* Tap plumbing: one SlotTapFn per slot forwards to the user callback for every adapter on that slot. */
+typedef struct TapState {
+    InitContext *ctx;
+    InitTapFn cb;
+    void *user;
+    int batch_index;
+} TapState;
+typedef struct SlotTap {
+    TapState *st;
+    LinearSlot *slot;
+} SlotTap;
+
+static void slot_tap(void *p, const LinearSlot *s, const float *inp, const float *out, int N) {
+    SlotTap *t = p;
+    AdapterSet *set = t->st->ctx->set;
+    for (int i = 0; i < set->n; i++)
+        for (int k = 0; k < s->n_ad; k++)
+            if (s->ad[k] == &set->a[i]) t->st->cb(t->st->user, i, inp, out, s->out, N, t->st->batch_index);
+}
+
+/* The distinct host slots of the adapters. */
+static int adapter_slots(const InitContext *ctx, LinearSlot **slots) {
+    int n = 0;
+    for (int t = 0; t < ctx->model->n_targets; t++) {
+        LinearSlot *s = ctx->model->targets[t].slot;
+        int mine = 0, seen = 0;
+        for (int k = 0; k < s->n_ad; k++)
+            for (int i = 0; i < ctx->set->n; i++) mine |= s->ad[k] == &ctx->set->a[i];
+        for (int j = 0; j < n; j++) seen |= slots[j] == s;
+        if (mine && !seen) slots[n++] = s;
+    }
+    return n;
+}
+
+static int need_data(const InitContext *ctx, Error *err) {
+    if (!ctx->data.batch || ctx->batch <= 0)
+        return err_set(err, "this initializer needs init batches of the task's training data, and none were given");
+    return 0;
+}
+
+int init_taps(InitContext *ctx, int n_batches, InitTapFn cb, void *user, Error *err) {
+    if (need_data(ctx, err)) return -1;
+    Model *m = ctx->model;
+    LinearSlot **slots = xcalloc((size_t)m->n_targets + 1, sizeof *slots);
+    int ns = adapter_slots(ctx, slots);
+    TapState st = {.ctx = ctx, .cb = cb, .user = user};
+    SlotTap *taps = xcalloc((size_t)ns + 1, sizeof *taps);
+    for (int j = 0; j < ns; j++) {
+        taps[j] = (SlotTap){.st = &st, .slot = slots[j]};
+        slots[j]->tap = slot_tap;
+        slots[j]->tap_ctx = &taps[j];
+    }
+    size_t per = (size_t)m->in_ch * m->img_h * m->img_w;
+    float *x = xmalloc_aligned((size_t)ctx->batch * per * sizeof(float));
+    float *logits = xmalloc((size_t)ctx->batch * m->n_classes * sizeof(float));
+    int *y = xmalloc((size_t)ctx->batch * sizeof(int));
+    Arena ar;
+    arena_init(&ar, 1u << 20);
+    int done = 0;
+    for (int b = 0; b < n_batches; b++) {
+        int B = ctx->data.batch(ctx->data.ctx, b, ctx->batch, x, y);
+        if (B <= 0) break;
+        st.batch_index = b;
+        arena_reset(&ar);
+        model_forward(m, logits, x, B, 0, &ar);
+        done++;
+    }
+    for (int j = 0; j < ns; j++) slots[j]->tap = NULL, slots[j]->tap_ctx = NULL;
+    arena_free(&ar);
+    free(x); free(logits); free(y); free(taps); free(slots);
+    if (done == 0) return err_set(err, "no init batch could be drawn (the training data is empty?)");
+    return done;
+}
+
+int init_full_grads(InitContext *ctx, int n_batches, float **G, Error *err) {
+    if (need_data(ctx, err)) return -1;
+    Model *m = ctx->model;
+    LinearSlot **slots = xcalloc((size_t)m->n_targets + 1, sizeof *slots);
+    int ns = adapter_slots(ctx, slots);
+    for (int j = 0; j < ns; j++) slots[j]->grad_w = xcalloc((size_t)slots[j]->in * slots[j]->out, sizeof(float));
+    size_t per = (size_t)m->in_ch * m->img_h * m->img_w;
+    int K = m->n_classes;
+    float *x = xmalloc_aligned((size_t)ctx->batch * per * sizeof(float));
+    float *logits = xmalloc((size_t)ctx->batch * K * sizeof(float)), *probs = xmalloc((size_t)ctx->batch * K * sizeof(float));
+    float *dl = xmalloc((size_t)ctx->batch * K * sizeof(float));
+    int *y = xmalloc((size_t)ctx->batch * sizeof(int));
+    Arena ar;
+    arena_init(&ar, 1u << 20);
+    int done = 0;
+    for (int b = 0; b < n_batches; b++) {
+        int B = ctx->data.batch(ctx->data.ctx, b, ctx->batch, x, y);
+        if (B <= 0) break;
+        arena_reset(&ar);
+        model_forward(m, logits, x, B, 0, &ar);
+        xent_forward(probs, logits, y, B, K, ctx->label_smoothing, NULL);
+        xent_backward(dl, probs, y, B, K, ctx->label_smoothing, 1.0f);
+        model_backward(m, dl, &ar);
+        done++;
+    }
+    for (int i = 0; i < ctx->set->n && done; i++) {
+        Adapter *a = &ctx->set->a[i];
+        LinearSlot *s = NULL;
+        for (int j = 0; j < ns && !s; j++)
+            for (int k = 0; k < slots[j]->n_ad; k++) if (slots[j]->ad[k] == a) s = slots[j];
+        ASSERT(s);
+        const float *src = s->grad_w + (size_t)a->row0 * s->in;
+        for (size_t k = 0; k < (size_t)a->m * a->n; k++) G[i][k] = src[k] / (float)done;
+    }
+    for (int j = 0; j < ns; j++) { free(slots[j]->grad_w); slots[j]->grad_w = NULL; }
+    params_zero_grad(m->params);
+    params_zero_grad(&ctx->set->params);
+    arena_free(&ar);
+    free(x); free(logits); free(probs); free(dl); free(y); free(slots);
+    if (done == 0) return err_set(err, "no init batch could be drawn (the training data is empty?)");
+    return done;
+}

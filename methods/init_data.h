@@ -1,0 +1,23 @@
+/* methods/init_data.h: what data-driven initializers do with init batches, built on the engine's slot
+ * capabilities (core/adapter.h). Both helpers leave the model as they found it (taps, grad_w cleared; no
+ * parameter changed; gradients of trainable views zeroed).
+ *   init_taps        forward over init batches; cb sees, per adapter, the slot input X (N, n) of each batch
+ *                    (and the adapter's output slice of that forward).
+ *   init_full_grads  G_i = the mean over init batches of dL/dW0 for each adapter's slice (m_i, n_i), L the
+ *                    task's cross-entropy (mean over the batch), at the current weights. */
+#ifndef METHODS_INIT_DATA_H
+#define METHODS_INIT_DATA_H
+#include "init.h"
+
+/* x: (N, n) inputs of adapter ai for this batch; z: (N, ldz) the slot's outputs, the adapter's columns start at
+ * z + row0 (pre-activations: ABM). batch_index counts from 0. */
+typedef void (*InitTapFn)(void *user, int ai, const float *x, const float *z, int ldz, int N, int batch_index);
+
+/* Runs n_batches init batches (fewer if the data ends) through the model with taps on every adapter's slot.
+ * Returns the number of batches run, or -1 with err (no data). */
+int init_taps(InitContext *ctx, int n_batches, InitTapFn cb, void *user, Error *err);
+
+/* G[i] (set->a[i].m x n, caller-allocated) = mean over n_batches of the full-weight gradient of adapter i's
+ * rows. Returns batches used or -1. */
+int init_full_grads(InitContext *ctx, int n_batches, float **G, Error *err);
+#endif
