@@ -40,35 +40,49 @@ static ImageSet synthetic(int n) {
     return s;
 }
 
-static void run(Trace *t, uint64_t seed, int lora) {
-    Model m;
+/* The small ViT (all trainable, or frozen with LoRA r 4 on q and v and the head trained) and the trainer
+ * config every run here uses. */
+static void setup(Model *m, AdapterSet *ad, TrainConfig *tc, uint64_t seed, int lora) {
     ModelConfig mc = {.family = MODEL_VIT, .vit = small_vit()};
     Error err;
-    ASSERT(model_build(&m, &mc, &err) == 0);
-    model_init_params(&m, seed);
-    AdapterSet ad;
+    ASSERT(model_build(m, &mc, &err) == 0);
+    model_init_params(m, seed);
     if (lora) {
-        params_set_all_trainable(m.params, 0);
-        params_set_trainable(m.params, "head.*", 1);
-        params_alloc_grads(m.params);
+        params_set_all_trainable(m->params, 0);
+        params_set_trainable(m->params, "head.*", 1);
+        params_alloc_grads(m->params);
         const char *pats[] = {"blocks.*.attn.qkv:q", "blocks.*.attn.qkv:v"};
         AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = 4, .alpha = 8};
-        ASSERT(adapters_attach(&ad, m.targets, m.n_targets, m.params, pats, 2, &spec, seed, &err) == 4);
+        ASSERT(adapters_attach(ad, m->targets, m->n_targets, m->params, pats, 2, &spec, seed, &err) == 4);
     }
+    *tc = (TrainConfig){.max_steps = STEPS, .batch = 32,
+                        .opt = {.kind = OPT_ADAMW, .lr = 3e-3f, .weight_decay = 0.05f},
+                        .sched = {.kind = SCHED_COSINE}, .warmup_frac = 0.1f, .label_smoothing = 0.1f, .hflip = 1,
+                        .seed = 7};
+}
+
+static void teardown(Model *m, AdapterSet *ad, int lora) {
+    if (lora) adapters_free(ad, m->targets, m->n_targets);
+    model_free(m);
+}
+
+static void run(Trace *t, uint64_t seed, int lora) {
+    Model m;
+    AdapterSet ad;
+    TrainConfig tc;
+    setup(&m, &ad, &tc, seed, lora);
+    tc.seed = seed;
     ImageSet train = synthetic(256);
-    TrainConfig tc = {.max_steps = STEPS, .batch = 32, .opt = {.kind = OPT_ADAMW, .lr = 3e-3f, .weight_decay = 0.05f},
-                      .sched = {.kind = SCHED_COSINE}, .warmup_frac = 0.1f, .label_smoothing = 0.1f, .hflip = 1,
-                      .seed = seed};
     TrainHooks h = {.ctx = t, .on_step = on_step};
     TrainResult r;
+    Error err;
     memset(t, 0, sizeof *t);
     Optimizer opt;
     train_optimizer_init(&opt, &tc.opt, &m, lora ? &ad : NULL);
     TrainState st = {0};
     ASSERT(train_classifier(&m, lora ? &ad : NULL, &opt, &st, &train, NULL, &tc, &h, &r, &err) == 0);
     optim_free(&opt);
-    if (lora) adapters_free(&ad, m.targets, m.n_targets);
-    model_free(&m);
+    teardown(&m, &ad, lora);
     imageset_free(&train);
 }
 
@@ -90,23 +104,11 @@ static void resume_run(Trace *t, long stop_at, int lora, const char *path) {
     memset(t, 0, sizeof *t);
     for (int phase = 0; phase < 2; phase++) {
         Model m;
-        ModelConfig mc = {.family = MODEL_VIT, .vit = small_vit()};
-        Error err;
-        ASSERT(model_build(&m, &mc, &err) == 0);
-        model_init_params(&m, phase == 0 ? 7 : 999); /* phase 1 must get everything from the checkpoint */
         AdapterSet ad;
-        if (lora) {
-            params_set_all_trainable(m.params, 0);
-            params_set_trainable(m.params, "head.*", 1);
-            params_alloc_grads(m.params);
-            const char *pats[] = {"blocks.*.attn.qkv:q", "blocks.*.attn.qkv:v"};
-            AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = 4, .alpha = 8};
-            ASSERT(adapters_attach(&ad, m.targets, m.n_targets, m.params, pats, 2, &spec, phase ? 999 : 7, &err) == 4);
-        }
+        TrainConfig tc;
+        Error err;
+        setup(&m, &ad, &tc, phase == 0 ? 7 : 999, lora); /* phase 1 must get everything from the checkpoint */
         ImageSet train = synthetic(256);
-        TrainConfig tc = {.max_steps = STEPS, .batch = 32, .opt = {.kind = OPT_ADAMW, .lr = 3e-3f, .weight_decay = 0.05f},
-                          .sched = {.kind = SCHED_COSINE}, .warmup_frac = 0.1f, .label_smoothing = 0.1f, .hflip = 1,
-                          .seed = 7};
         Optimizer opt;
         train_optimizer_init(&opt, &tc.opt, &m, lora ? &ad : NULL);
         TrainState st = {0};
@@ -119,8 +121,7 @@ static void resume_run(Trace *t, long stop_at, int lora, const char *path) {
         CHECK(r.interrupted == (phase == 0));
         if (phase == 0) CHECK(st.step == stop_at);
         optim_free(&opt);
-        if (lora) adapters_free(&ad, m.targets, m.n_targets);
-        model_free(&m);
+        teardown(&m, &ad, lora);
         imageset_free(&train);
     }
 }
