@@ -292,8 +292,8 @@ static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t se
                                     .lr = tc->opt.lr, .warmup_frac = tc->warmup_frac, .total_steps = total_steps,
                                     .adamw = tc->opt.kind == OPT_ADAMW, .reattach = reattach, .reattach_ctx = &rctx};
                 init_options(c, init, (const char ***)&ictx.opts, &ictx.n_opts);
-                double b = 0, nb = 0;
-                rc = init_opt_double(&ictx, "batch", tc->batch, &b, err) || init_opt_double(&ictx, "batches", 8, &nb, err);
+                double b = 0, nb = 0, def_nb = init_find(init)->default_batches ? init_find(init)->default_batches : 8;
+                rc = init_opt_double(&ictx, "batch", tc->batch, &b, err) || init_opt_double(&ictx, "batches", def_nb, &nb, err);
                 ictx.batch = (int)b;
                 ictx.n_batches = (int)nb;
                 InitResult ires;

@@ -47,12 +47,15 @@ typedef struct InitResult {
     double wall_s;
     int changed_w0;        /* the frozen weights were modified */
     int changed_function;  /* the model's output at init differs from the backbone's */
+    int batches_used;      /* data-driven inits: init batches drawn (EVA stops at convergence) */
+    char note[128];        /* what the record should say about this init (EVA: convergence; CorDA: damping) */
 } InitResult;
 
 typedef struct InitKind {
     const char *name;
     const char *source;    /* where the formula comes from (METHODS.md section) */
     int (*run)(InitContext *ctx, InitResult *res, Error *err);
+    int default_batches;   /* init batches when method.params.<init>.batches is not set (0: 8) */
 } InitKind;
 
 /* methods/registry.c: NULL if unknown. */
