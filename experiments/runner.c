@@ -254,7 +254,7 @@ static int init_options(const CfgNode *c, const char *init, const char ***kv, in
 }
 
 static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t seed, const ImageSet *train,
-                         const TrainConfig *tc, long total_steps, int *attached, Error *err) {
+                         const TrainConfig *tc, long total_steps, int *attached, InitResult *ires, Error *err) {
     const char *adapter, *init;
     long rank;
     double alpha;
@@ -296,8 +296,7 @@ static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t se
                 rc = init_opt_double(&ictx, "batch", tc->batch, &b, err) || init_opt_double(&ictx, "batches", def_nb, &nb, err);
                 ictx.batch = (int)b;
                 ictx.n_batches = (int)nb;
-                InitResult ires;
-                if (!rc) rc = init_run(init, &ictx, &ires, err);
+                if (!rc) rc = init_run(init, &ictx, ires, err);
                 free((void *)ictx.opts);
                 free(dctx.perm);
             }
@@ -365,6 +364,7 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     const char *ckpt_in = NULL, *save = NULL;
     int skip_head = 0;
     double init_s = 0;
+    InitResult ires = {0};
     if (task_load(&train, &test, c, err) || model_config(&mc, c, err) || train_config(&tc, c, gr->seed, err) ||
         cfg_get_string(c, "backbone.checkpoint", NULL, &ckpt_in, err) ||
         cfg_get_bool(c, "backbone.skip_head", 0, &skip_head, err) || cfg_get_string(c, "save", NULL, &save, err) ||
@@ -385,7 +385,7 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
         double t0 = now_seconds();
         int spe0 = tc.batch > 0 ? train.n / tc.batch : 0;
         long total0 = tc.max_steps > 0 ? tc.max_steps : (long)tc.epochs * spe0;
-        if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total0, &attached, err)) goto fail;
+        if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total0, &attached, &ires, err)) goto fail;
         init_s = now_seconds() - t0;
     }
     train_optimizer_init(&opt, &tc.opt, &m, attached ? &ad : NULL);
@@ -407,6 +407,7 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     rc = h5rec_set_attr(h5, "config", canon, err) || h5rec_set_attr(h5, "run_id", gr->id, err) ||
          h5rec_set_attr(h5, "versions", versions, err);
     free(canon);
+    if (!rc && ires.note[0]) rc = h5rec_set_attr(h5, "init_note", ires.note, err);
     if (rc) goto fail;
     TrainState st = {0};
     if (resume) {
@@ -465,9 +466,11 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
         if (peft_save(pd, &ad, PEFT_NAMES_AUTO, err) || db_put_artifact(db, gr->id, "peft_adapter", pd, err)) goto fail;
     }
     size_t trainable = params_count(m.params, 1) + (attached ? params_count(&ad.params, 1) : 0);
-    const char *keys[] = {"test_acc", "test_loss", "train_loss", "train_s", "img_s", "steps", "trainable_params", "init_s"};
-    double vals[] = {tr.test_acc, tr.test_loss, tr.last_loss, tr.train_s, tr.img_s, (double)tr.steps, (double)trainable, init_s};
-    if (db_put_results(db, gr->id, keys, vals, NULL, 8, err) || db_run_h5(db, gr->id, h5p, err)) goto fail;
+    const char *keys[] = {"test_acc", "test_loss", "train_loss", "train_s", "img_s", "steps", "trainable_params", "init_s",
+                          "init_method_s", "init_batches", "init_changed_w0", "init_changed_function"};
+    double vals[] = {tr.test_acc, tr.test_loss, tr.last_loss, tr.train_s, tr.img_s, (double)tr.steps, (double)trainable,
+                     init_s, ires.wall_s, ires.batches_used, ires.changed_w0, ires.changed_function};
+    if (db_put_results(db, gr->id, keys, vals, NULL, 12, err) || db_run_h5(db, gr->id, h5p, err)) goto fail;
     if (h5rec_close(h5, err)) { h5 = NULL; goto fail; }
     h5 = NULL;
     unlink(ckp);
