@@ -1,0 +1,4 @@
+# PiSSA and OLoRA against PEFT's own output (tests/test_peft_init.c).
+ll_add_test_exe(test_peft_init ${CMAKE_CURRENT_SOURCE_DIR}/test_peft_init.c)
+add_test(NAME ref_peft_init_pissa COMMAND test_peft_init pissa)
+add_test(NAME ref_peft_init_olora COMMAND test_peft_init olora)
