@@ -1,6 +1,7 @@
 /* experiments/runexp_main.c: the `runexp` command (docs/runexp.md).
  *   runexp CONFIG [key=value ...] [--jobs N] [--cell I] [--dry-run] [--force] [--threads N] [--log-every N]
  *   runexp report CONFIG [key=value ...]
+ *   runexp status CONFIG [key=value ...]     every run with its state (= --dry-run)
  *   runexp query [--db PATH] [--csv] "SQL"
  *   runexp collect DB SHARD.db ...        (merge per-run shard databases) */
 #include <stdio.h>
@@ -14,6 +15,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: runexp CONFIG.yaml [key=value ...] [--jobs N] [--cell I] [--dry-run] [--force] [--threads N]\n"
             "       runexp report CONFIG.yaml [key=value ...]\n"
+            "       runexp status CONFIG.yaml [key=value ...]   (runs, their state, counts; same as --dry-run)\n"
             "       runexp query [--db runs/runs.db] [--csv] \"SELECT ...\"\n"
             "       runexp collect runs/runs.db SHARD.db ...\n"
             "Runs every cell of the experiment not yet finished (resuming interrupted ones), recording to\n"
@@ -64,8 +66,8 @@ int main(int argc, char **argv) {
         printf("merged %d shard(s) into %s\n", argc - 3, argv[2]);
         return 0;
     }
-    int report = !strcmp(argv[1], "report");
-    int first = report ? 2 : 1;
+    int report = !strcmp(argv[1], "report"), status = !strcmp(argv[1], "status");
+    int first = report || status ? 2 : 1;
     if (first >= argc) { usage(stderr); return 2; }
     const char *config = argv[first];
     RunnerOptions o = {.cell = -1};
@@ -86,6 +88,7 @@ int main(int argc, char **argv) {
         }
     }
     o.overrides = ov;
+    if (status) o.dry_run = 1; /* runexp status CONFIG: every run of the grid with its state, and the counts */
     int rc = report ? runner_report(config, &o, &err) : runner_run(config, &o, &err);
     free(ov);
     if (rc == 130) { fprintf(stderr, "runexp: interrupted; rerun the same command to continue\n"); return 130; }

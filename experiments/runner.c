@@ -540,13 +540,19 @@ static int run_config(const char *config_path, const RunnerOptions *o, int depth
         rc = err_set(err, "--cell %d: %s has %d runs (0..%d)", o->cell, config_path, plan.n_runs, plan.n_runs - 1);
     } else if (o->dry_run) {
         printf("%s: %d runs (%d cells x %d seeds), output %s\n", config_path, plan.n_runs, plan.n_cells, plan.n_seeds, out);
+        static const char *kinds[] = {"done", "running", "interrupted", "failed", "pending", "new"};
+        int counts[6] = {0};
         for (int i = 0; i < plan.n_runs; i++) {
             if (o->cell >= 0 && i != o->cell) continue;
             char status[32] = "";
             db_run_status(db, plan.runs[i].id, status, sizeof status, err);
-            printf("  %4d  %s  cell %d seed %ld  %s\n", i, plan.runs[i].id, plan.runs[i].cell, plan.runs[i].seed,
-                   status[0] ? status : "new");
+            const char *st = status[0] ? status : "new";
+            for (int k = 0; k < 6; k++) counts[k] += !strcmp(st, kinds[k]);
+            printf("  %4d  %s  cell %d seed %ld  %s\n", i, plan.runs[i].id, plan.runs[i].cell, plan.runs[i].seed, st);
         }
+        printf("  ");
+        for (int k = 0; k < 6; k++) printf("%s%s %d", k ? ", " : "", kinds[k], counts[k]);
+        printf("\n");
     }
     db_close(db);
     if (rc || o->dry_run) { grid_plan_free(&plan); cfg_free(root); return rc; }
