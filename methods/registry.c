@@ -8,7 +8,7 @@
 #include "lora_xs.h"
 
 extern const InitKind INIT_KAIMING, INIT_GAUSSIAN, INIT_ORTHOGONAL;
-extern const InitKind INIT_LORA_GA, INIT_LORA_SB, INIT_EVA, INIT_CORDA, INIT_CNT_LORA;
+extern const InitKind INIT_LORA_GA, INIT_LORA_SB, INIT_EVA, INIT_CORDA, INIT_CNT_LORA, INIT_ABM;
 extern const InitKind INIT_PISSA, INIT_OLORA, INIT_LORA_XS;
 
 static const InitKind *const INITS[] = {
@@ -20,6 +20,7 @@ static const InitKind *const INITS[] = {
     &INIT_LORA_GA,
     &INIT_LORA_SB,
     &INIT_CNT_LORA,
+    &INIT_ABM,
     &INIT_PISSA,
     &INIT_OLORA,
     &INIT_LORA_XS,
