@@ -408,6 +408,8 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
          h5rec_set_attr(h5, "versions", versions, err);
     free(canon);
     if (!rc && ires.note[0]) rc = h5rec_set_attr(h5, "init_note", ires.note, err);
+    for (int i = 0; !rc && !resume && ires.series && i < ires.n_series; i++)
+        rc = h5rec_append(h5, ires.series_name, i, ires.series[i], err);
     if (rc) goto fail;
     TrainState st = {0};
     if (resume) {
@@ -491,6 +493,7 @@ fail:
     err->msg[0] = 0; /* reported above */
     result = RUN_FAILED;
 done:
+    free(ires.series);
     if (opt_made) optim_free(&opt);
     if (attached) adapters_free(&ad, m.targets, m.n_targets);
     if (built) model_free(&m);

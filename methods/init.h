@@ -49,6 +49,11 @@ typedef struct InitResult {
     int changed_function;  /* the model's output at init differs from the backbone's */
     int batches_used;      /* data-driven inits: init batches drawn (EVA stops at convergence) */
     char note[128];        /* what the record should say about this init (EVA: convergence; CorDA: damping) */
+    /* An optional per-step series of the init stage for the run file (ABM: "init/abm_loss"); malloc'ed by
+     * the initializer, owned (and freed) by the caller. */
+    const char *series_name;
+    double *series;
+    int n_series;
 } InitResult;
 
 typedef struct InitKind {

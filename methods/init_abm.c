@@ -66,6 +66,12 @@ static int init_abm(InitContext *ctx, InitResult *res, Error *err) {
         snprintf(res->note, sizeof res->note, "abm: %d steps, loss %.4g -> %.4g, %d layers from %s, teacher %s",
                  tr.steps_done, loss[0], loss[tr.steps_done - 1], L, lspec, tdir ? tdir : "none (backbone)");
     res->batches_used = tr.steps_done;
+    if (!rc && tr.steps_done > 0) { /* the stage-1 loss curve goes to the run file (init/abm_loss) */
+        res->series_name = "init/abm_loss";
+        res->series = loss;
+        res->n_series = tr.steps_done;
+        loss = NULL;
+    }
     res->changed_w0 = 0;
     res->changed_function = 1;
     if (teacher.a) adapters_free(&teacher, m->targets, m->n_targets);
