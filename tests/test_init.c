@@ -26,32 +26,14 @@
 #include "methods/init.h"
 #include "methods/lora.h"
 #include "testlib.h"
+#include "testmodels.h"
 
 /* The small ViT of the base initializers' tests: q (32 x 32), fc1 (64 x 32), fc2 (32 x 64). */
-static const ModelConfig SMALL = {.family = MODEL_VIT, .vit = {.img_size = 8, .in_ch = 1, .patch = 4, .dim = 32,
-                                                               .depth = 2, .heads = 2, .mlp_hidden = 64,
-                                                               .n_classes = 3}};
-/* configs/backbones/tiny_vit.yaml, PyTorch's default init (as configs/pretrain_tiny_vit.yaml). */
-static const ModelConfig TINY = {.family = MODEL_VIT, .vit = {.img_size = 28, .in_ch = 1, .patch = 7, .dim = 64,
-                                                              .depth = 4, .heads = 2, .mlp_hidden = 256,
-                                                              .n_classes = 10, .pool = POOL_CLS, .ln_eps = 1e-6f,
-                                                              .init_torch = 1}};
-static const char *const QV[] = {"blocks.*.attn.qkv:q", "blocks.*.attn.qkv:v"};
-static const char *const FC[] = {"blocks.*.mlp.fc1", "blocks.*.mlp.fc2"};
 
-static void build(Model *m, AdapterSet *ad, const ModelConfig *mc, const char *const *pats, int np,
-                  const AdapterKind *kind, int r) {
-    Error err;
-    ASSERTF(model_build(m, mc, &err) == 0, "%s", err.msg);
-    model_init_params(m, 1);
-    params_set_all_trainable(m->params, 0);
-    AdapterSpec spec = {.kind = kind, .r = r, .alpha = 2.0f * r};
-    ASSERTF(adapters_attach(ad, m->targets, m->n_targets, m->params, pats, np, &spec, 3, &err) > 0, "%s", err.msg);
-}
 
 static void setup(Model *m, AdapterSet *ad, int r) {
     const char *pats[] = {"blocks.*.attn.qkv:q", "blocks.*.mlp.fc1"};
-    build(m, ad, &SMALL, pats, 2, &ADAPTER_LORA, r);
+    test_build_adapted(m, ad, &TEST_SMALL_VIT, pats, 2, &ADAPTER_LORA, r);
     ASSERT(ad->n == 4);
 }
 
@@ -104,7 +86,7 @@ static double median5(double *t) {
 static void time_on_tiny_vit(const char *init, const AdapterKind *kind) {
     Model m;
     AdapterSet ad;
-    build(&m, &ad, &TINY, QV, 2, kind, 8);
+    test_build_adapted(&m, &ad, &TEST_TINY_VIT, TEST_QV, 2, kind, 8);
     InitContext ctx = {.model = &m, .set = &ad, .seed = 11};
     InitResult res;
     Error err;
@@ -192,7 +174,7 @@ static void check_lowrank(const char *init, const ModelConfig *mc, const char *c
     const AdapterKind *kind = xs ? adapter_find("lora_xs") : &ADAPTER_LORA;
     Model m;
     AdapterSet ad;
-    build(&m, &ad, mc, pats, 2, kind, 8);
+    test_build_adapted(&m, &ad, mc, pats, 2, kind, 8);
     int K = m.n_classes;
     float *before = malloc(sizeof(float) * 2 * K), *after = malloc(sizeof(float) * 2 * K);
     logits(&m, &ad, before, 1);
@@ -293,8 +275,8 @@ static void check_svd_init(const char *init) {
         printf("init_lora_xs: SKIP: no 'lora_xs' adapter kind or initializer registered (methods/registry.c)\n");
         exit(TEST_SKIP);
     }
-    check_lowrank(init, &TINY, QV, "the tiny ViT (q, v)");
-    check_lowrank(init, &SMALL, FC, "rectangular layers (fc1 64x32, fc2 32x64)");
+    check_lowrank(init, &TEST_TINY_VIT, TEST_QV, "the tiny ViT (q, v)");
+    check_lowrank(init, &TEST_SMALL_VIT, TEST_FC, "rectangular layers (fc1 64x32, fc2 32x64)");
     time_on_tiny_vit(init, !strcmp(init, "lora_xs") ? adapter_find("lora_xs") : &ADAPTER_LORA);
 }
 
@@ -303,7 +285,7 @@ static void bad_rank(const char *init, const AdapterKind *kind) {
     Model m;
     AdapterSet ad;
     const char *pats[] = {"blocks.*.attn.qkv:q", "blocks.*.mlp.fc1"};
-    build(&m, &ad, &SMALL, pats, 2, kind, 40); /* q is 32 x 32, fc1 64 x 32 */
+    test_build_adapted(&m, &ad, &TEST_SMALL_VIT, pats, 2, kind, 40); /* q is 32 x 32, fc1 64 x 32 */
     float *w = malloc(m.params->numel * sizeof(float));
     memcpy(w, m.params->data, m.params->numel * sizeof(float));
     InitContext ctx = {.model = &m, .set = &ad, .seed = 1};
@@ -323,7 +305,7 @@ static void bad_weight(const char *init, const AdapterKind *kind) {
     Model m;
     AdapterSet ad;
     const char *pats[] = {"blocks.*.attn.qkv:q", "blocks.*.mlp.fc1"};
-    build(&m, &ad, &SMALL, pats, 2, kind, 4);
+    test_build_adapted(&m, &ad, &TEST_SMALL_VIT, pats, 2, kind, 4);
     ad.a[1].W0[5] = NAN;
     InitContext ctx = {.model = &m, .set = &ad, .seed = 1};
     InitResult res;
@@ -358,7 +340,7 @@ static void bad_input(void) {
         bad_rank("lora_xs", xs);
         bad_weight("lora_xs", xs);
         /* a LoRA-XS adapter is not a LoRA adapter */
-        build(&m, &ad, &SMALL, QV, 2, xs, 4);
+        test_build_adapted(&m, &ad, &TEST_SMALL_VIT, TEST_QV, 2, xs, 4);
         ctx = (InitContext){.model = &m, .set = &ad, .seed = 1};
         CHECK(init_run("pissa", &ctx, &res, &err) < 0 && strstr(err.msg, "needs LoRA adapters"));
         teardown(&m, &ad);
@@ -395,7 +377,7 @@ static void ref_init(const char *init) {
                                                    .heads = 2, .mlp_hidden = 24, .n_classes = 3}};
     Model m;
     AdapterSet ad;
-    build(&m, &ad, &mc, FC, 2, &ADAPTER_LORA, 4); /* alpha 8 */
+    test_build_adapted(&m, &ad, &mc, TEST_FC, 2, &ADAPTER_LORA, 4); /* alpha 8 */
     ASSERT(ad.n == 2 && ad.a[0].m == 24 && ad.a[0].n == 16 && ad.a[1].m == 16 && ad.a[1].n == 24);
     for (int i = 0; i < ad.n; i++) {
         char name[64];

@@ -27,19 +27,11 @@
 #include "methods/init_data.h"
 #include "methods/lora.h"
 #include "testlib.h"
+#include "testmodels.h"
 
 extern const InitKind INIT_EVA, INIT_CORDA;
 
 /* configs/backbones/tiny_vit.yaml, PyTorch's default init (as tests/test_init.c). */
-static const ModelConfig TINY = {.family = MODEL_VIT, .vit = {.img_size = 28, .in_ch = 1, .patch = 7, .dim = 64,
-                                                              .depth = 4, .heads = 2, .mlp_hidden = 256,
-                                                              .n_classes = 10, .pool = POOL_CLS, .ln_eps = 1e-6f,
-                                                              .init_torch = 1}};
-/* q (32 x 32), fc1 (64 x 32): for the rank checks */
-static const ModelConfig SMALL = {.family = MODEL_VIT, .vit = {.img_size = 8, .in_ch = 1, .patch = 4, .dim = 32,
-                                                               .depth = 2, .heads = 2, .mlp_hidden = 64,
-                                                               .n_classes = 3}};
-static const char *const QV[] = {"blocks.*.attn.qkv:q", "blocks.*.attn.qkv:v"};
 enum { BATCH = 32, R = 8 };
 
 /* ---- fixtures of the tests: model, data, reattach ---- */
@@ -168,7 +160,7 @@ static void time_on_tiny_vit(const InitKind *k, int n_batches) {
     char note[128] = "";
     for (int i = 0; i < 6; i++) {
         Setup s;
-        setup(&s, &TINY, QV, 2, &ADAPTER_LORA, R, n_batches);
+        setup(&s, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, R, n_batches);
         InitResult res;
         Error err;
         CHECK_MSG(run_init(k, &s.ctx, &res, &err) == 0, "%s", err.msg);
@@ -237,7 +229,7 @@ static void stats_tap(void *user, int ai, const float *x, const float *z, int ld
  * adapter i of the stats is adapter i of that model (setup's order). */
 static void tap_stats(Stats *st, int n_batches) {
     Setup s;
-    setup(&s, &TINY, QV, 2, &ADAPTER_LORA, R, n_batches);
+    setup(&s, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, R, n_batches);
     int n = s.ad.a[0].n, na = s.ad.n;
     *st = (Stats){.n_ad = na, .n = n, .per_image = s.m.u.vit.T};
     st->owner = calloc(na, sizeof(int));
@@ -309,7 +301,7 @@ static PcaCmp eva_vs_pca(const Setup *s, int batches) {
     tap_stats(&st, batches);
     int n = st.n;
     Setup fresh; /* the adapter order of the stats: every q/v layer */
-    setup(&fresh, &TINY, QV, 2, &ADAPTER_LORA, R, 1);
+    setup(&fresh, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, R, 1);
     float *cov = malloc(sizeof(float) * n * n), *w = malloc(sizeof(float) * n), *V = malloc(sizeof(float) * n * n);
     float *M = malloc(sizeof(float) * n * n), *sv = malloc(sizeof(float) * n);
     PcaCmp p = {.cos = 1, .var = 1, .iso = 1, .rows = st.rows[0]};
@@ -354,7 +346,7 @@ static PcaCmp eva_vs_pca(const Setup *s, int batches) {
 
 static void test_eva(void) {
     Setup s;
-    setup(&s, &TINY, QV, 2, &ADAPTER_LORA, R, 64);
+    setup(&s, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, R, 64);
     int n_layers = s.ad.n, K = s.m.n_classes, n = s.ad.a[0].n;
     char names[16][PARAM_NAME_MAX];
     ASSERT(n_layers == 8);
@@ -405,7 +397,7 @@ static void test_eva(void) {
 
     /* a stricter tau: more batches, closer to the exact PCA (what is left is the incremental PCA's truncation) */
     Setup s2;
-    setup(&s2, &TINY, QV, 2, &ADAPTER_LORA, R, 64);
+    setup(&s2, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, R, 64);
     const char *strict[] = {"tau", "0.999"};
     s2.ctx.opts = strict;
     s2.ctx.n_opts = 1;
@@ -421,7 +413,7 @@ static void test_eva(void) {
     teardown(&s2);
 
     /* whiten: the same directions, rows scaled by 1 / sqrt(singular value) */
-    setup(&s2, &TINY, QV, 2, &ADAPTER_LORA, R, 64);
+    setup(&s2, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, R, 64);
     const char *opts[] = {"whiten", "true"};
     s2.ctx.opts = opts;
     s2.ctx.n_opts = 1;
@@ -450,7 +442,7 @@ static void test_eva(void) {
     teardown(&s);
 
     /* without reattach: equal ranks, A = the top r components */
-    setup(&s, &TINY, QV, 2, &ADAPTER_LORA, R, 64);
+    setup(&s, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, R, 64);
     s.ctx.reattach = NULL;
     CHECK_MSG(run_init(&INIT_EVA, &s.ctx, &res, &err) == 0, "%s", err.msg);
     CHECK(s.ad.n == 8 && strstr(res.note, "equal ranks"));
@@ -462,7 +454,7 @@ static void test_eva(void) {
     teardown(&s);
 
     /* init data exhausted before convergence: not an error, the last estimate is used */
-    setup(&s, &TINY, QV, 2, &ADAPTER_LORA, R, 2);
+    setup(&s, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, R, 2);
     CHECK_MSG(run_init(&INIT_EVA, &s.ctx, &res, &err) == 0, "%s", err.msg);
     CHECK(res.batches_used == 2 && strstr(res.note, "0/8 layers converged"));
     sum = 0;
@@ -489,7 +481,7 @@ static void corda_cprime(const Stats *st, int i, double *Cfix, float *Cinv) {
 
 static void check_corda(const char *mode, const Stats *st, float *sel_out) {
     Setup s;
-    setup(&s, &TINY, QV, 2, &ADAPTER_LORA, R, 8);
+    setup(&s, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, R, 8);
     int K = s.m.n_classes, n = s.ad.a[0].n, m = s.ad.a[0].m;
     float before[20], after[20];
     logits(&s.m, &s.ad, before, 1);
@@ -620,7 +612,7 @@ static void bad_input(void) {
         const char *name = kinds[k]->name;
         Setup s;
         /* rank above min(m, n): names the layer and both numbers; the model is untouched */
-        setup(&s, &SMALL, fc, 2, &ADAPTER_LORA, 40, 4); /* q is 32 x 32, fc1 64 x 32 */
+        setup(&s, &TEST_SMALL_VIT, fc, 2, &ADAPTER_LORA, 40, 4); /* q is 32 x 32, fc1 64 x 32 */
         float *w = malloc(s.m.params->numel * sizeof(float));
         memcpy(w, s.m.params->data, s.m.params->numel * sizeof(float));
         CHECK(run_init(kinds[k], &s.ctx, &res, &err) < 0);
@@ -633,7 +625,7 @@ static void bad_input(void) {
         teardown(&s);
 
         /* no init data; empty init data */
-        setup(&s, &SMALL, fc, 2, &ADAPTER_LORA, 4, 4);
+        setup(&s, &TEST_SMALL_VIT, fc, 2, &ADAPTER_LORA, 4, 4);
         s.ctx.data.batch = NULL;
         CHECK(run_init(kinds[k], &s.ctx, &res, &err) < 0);
         CHECK_MSG(strstr(err.msg, name) && strstr(err.msg, "init batches"), "%s", err.msg);
@@ -651,7 +643,7 @@ static void bad_input(void) {
         /* non-LoRA adapters */
         const AdapterKind *dora = adapter_find("dora");
         if (dora) {
-            setup(&s, &SMALL, fc, 2, dora, 4, 4);
+            setup(&s, &TEST_SMALL_VIT, fc, 2, dora, 4, 4);
             CHECK(run_init(kinds[k], &s.ctx, &res, &err) < 0);
             CHECK_MSG(strstr(err.msg, "needs LoRA adapters") && strstr(err.msg, "dora"), "%s", err.msg);
             printf("%s, DoRA adapters: %s\n", name, err.msg);
@@ -665,7 +657,7 @@ static void bad_input(void) {
     };
     for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
         Setup s;
-        setup(&s, &SMALL, fc, 2, &ADAPTER_LORA, 4, 4);
+        setup(&s, &TEST_SMALL_VIT, fc, 2, &ADAPTER_LORA, 4, 4);
         const char *opts[] = {bad[b].key, bad[b].val};
         s.ctx.opts = opts;
         s.ctx.n_opts = 1;

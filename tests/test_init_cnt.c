@@ -35,11 +35,8 @@
 #include "methods/init_data.h"
 #include "methods/lora.h"
 #include "testlib.h"
+#include "testmodels.h"
 
-static const ModelConfig TINY = {.family = MODEL_VIT, .vit = {.img_size = 28, .in_ch = 1, .patch = 7, .dim = 64,
-                                                              .depth = 4, .heads = 2, .mlp_hidden = 256,
-                                                              .n_classes = 10, .pool = POOL_CLS, .ln_eps = 1e-6f,
-                                                              .init_torch = 1}};
 /* The same ViT at width 32 for the closed-form test: with random LayerNorm affine parameters (b with a non-zero
  * mean) its q / v inputs have cond(X X^T) ~ 4e2 on one batch of 64 images. The tiny ViT's do not qualify: with
  * LayerNorm's init (w = 1, b = 0) every row of X sums to 0 (X X^T singular; cond 1e5 .. 1e9 in float), and even
@@ -49,7 +46,6 @@ static const ModelConfig NARROW = {.family = MODEL_VIT, .vit = {.img_size = 28, 
                                                                 .depth = 2, .heads = 2, .mlp_hidden = 128,
                                                                 .n_classes = 10, .pool = POOL_CLS, .ln_eps = 1e-6f,
                                                                 .init_torch = 1}};
-static const char *const QV[] = {"blocks.*.attn.qkv:q", "blocks.*.attn.qkv:v"};
 
 /* ---- fixtures: model, data, reattach ---------------------------------------------------------------------- */
 
@@ -309,7 +305,7 @@ static void x_closed_form(void) {
     for (int pass = 0; pass < 2; pass++) {
         int r = pass == 0 ? 32 : 8;
         Fixture f;
-        setup(&f, &NARROW, QV, 2, &ADAPTER_LORA, r, 64, 1, 64);
+        setup(&f, &NARROW, TEST_QV, 2, &ADAPTER_LORA, r, 64, 1, 64);
         random_norm1(&f.m);
         Capture cap;
         capture(&f, &cap);
@@ -377,7 +373,7 @@ static double median5(double *t) {
 /* The docs table's init time (docs/methods.md): tiny ViT, q and v of 4 blocks, r 8, 4 batches of 32. */
 static void time_mode(const char *mode) {
     Fixture f;
-    setup(&f, &TINY, QV, 2, &ADAPTER_LORA, 8, 32, 4, 256);
+    setup(&f, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, 8, 32, 4, 256);
     const char *opts[] = {"mode", mode};
     InitResult res;
     Error err;
@@ -395,7 +391,7 @@ static void time_mode(const char *mode) {
 
 static void modes(void) {
     Fixture f;
-    setup(&f, &TINY, QV, 2, &ADAPTER_LORA, 8, 32, 4, 256);
+    setup(&f, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, 8, 32, 4, 256);
     Capture cap;
     capture(&f, &cap);
     int K = f.m.n_classes;
@@ -543,7 +539,7 @@ static void modes(void) {
     teardown(&f);
     /* the data ends after 80 images: 3 batches (32, 32, 16) of the 4 asked, divisor Bn + 1 = 4 */
     {
-        setup(&f, &TINY, QV, 2, &ADAPTER_LORA, 8, 32, 4, 80);
+        setup(&f, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, 8, 32, 4, 80);
         capture(&f, &cap);
         CHECK(cap.nb == 3 && cap.N[0][2] == 16 * 17);
         CHECK_MSG(run_cnt(&f, NULL, 0, &res, &err) == 0, "%s", err.msg);
@@ -622,7 +618,7 @@ static void vas(void) {
     for (int pass = 0; pass < 3; pass++) {
         int K = PASSES[pass].K, min_rank = PASSES[pass].mr;
         Fixture f;
-        setup(&f, &TINY, QV, 2, &ADAPTER_LORA, 8, 32, 4, 256);
+        setup(&f, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, 8, 32, 4, 256);
         Capture cap;
         capture(&f, &cap);
         /* the dW_est of each layer, before the adapters are re-created */
@@ -733,7 +729,7 @@ static void expect_error(Fixture *f, const char *const *opts, int n_opts, const 
 
 static void bad_input(void) {
     Fixture f;
-    setup(&f, &TINY, QV, 2, &ADAPTER_LORA, 4, 8, 2, 16);
+    setup(&f, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, 4, 8, 2, 16);
     {
         const char *opts[] = {"split", "qr", "vas", "true"};
         expect_error(&f, opts, 2, "QR + vas", "vas", "split");
@@ -792,12 +788,12 @@ static void bad_input(void) {
     /* rank above min(m, n): fc1 of the tiny ViT is 256 x 64 */
     {
         const char *fc[] = {"blocks.*.mlp.fc1"};
-        setup(&f, &TINY, fc, 1, &ADAPTER_LORA, 80, 8, 1, 16);
+        setup(&f, &TEST_TINY_VIT, fc, 1, &ADAPTER_LORA, 80, 8, 1, 16);
         expect_error(&f, NULL, 0, "rank 80 on 256 x 64", "rank 80", "blocks.0.mlp.fc1");
         teardown(&f);
     }
     /* DoRA adapters are refused by name */
-    setup(&f, &TINY, QV, 2, &ADAPTER_DORA, 4, 8, 1, 16);
+    setup(&f, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_DORA, 4, 8, 1, 16);
     expect_error(&f, NULL, 0, "DoRA adapters", "needs LoRA adapters", "dora");
     teardown(&f);
 }

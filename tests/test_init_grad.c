@@ -29,30 +29,12 @@
 #include "methods/lora.h"
 #include "methods/lora_xs.h"
 #include "testlib.h"
+#include "testmodels.h"
 
 extern const InitKind INIT_LORA_GA, INIT_LORA_SB;
 
 /* The small ViT of the base initializers' tests: q (32 x 32), fc1 (64 x 32), fc2 (32 x 64). */
-static const ModelConfig SMALL = {.family = MODEL_VIT, .vit = {.img_size = 8, .in_ch = 1, .patch = 4, .dim = 32,
-                                                               .depth = 2, .heads = 2, .mlp_hidden = 64,
-                                                               .n_classes = 3}};
-/* configs/backbones/tiny_vit.yaml, PyTorch's default init (as configs/pretrain_tiny_vit.yaml). */
-static const ModelConfig TINY = {.family = MODEL_VIT, .vit = {.img_size = 28, .in_ch = 1, .patch = 7, .dim = 64,
-                                                              .depth = 4, .heads = 2, .mlp_hidden = 256,
-                                                              .n_classes = 10, .pool = POOL_CLS, .ln_eps = 1e-6f,
-                                                              .init_torch = 1}};
-static const char *const QV[] = {"blocks.*.attn.qkv:q", "blocks.*.attn.qkv:v"};
-static const char *const FC[] = {"blocks.*.mlp.fc1", "blocks.*.mlp.fc2"};
 
-static void build(Model *m, AdapterSet *ad, const ModelConfig *mc, const char *const *pats, int np,
-                  const AdapterKind *kind, int r) {
-    Error err;
-    ASSERTF(model_build(m, mc, &err) == 0, "%s", err.msg);
-    model_init_params(m, 1);
-    params_set_all_trainable(m->params, 0);
-    AdapterSpec spec = {.kind = kind, .r = r, .alpha = 2.0f * r};
-    ASSERTF(adapters_attach(ad, m->targets, m->n_targets, m->params, pats, np, &spec, 3, &err) > 0, "%s", err.msg);
-}
 
 static void teardown(Model *m, AdapterSet *ad) {
     adapters_free(ad, m->targets, m->n_targets);
@@ -164,7 +146,7 @@ static void time_on_tiny_vit(const InitKind *k, const AdapterKind *kind) {
     Model m;
     AdapterSet ad;
     Synth sd;
-    build(&m, &ad, &TINY, QV, 2, kind, 8);
+    test_build_adapted(&m, &ad, &TEST_TINY_VIT, TEST_QV, 2, kind, 8);
     InitContext ctx = context(&m, &ad, &sd);
     size_t nm = m.params->numel, na = ad.params.numel;
     float *pm = malloc(sizeof(float) * nm), *pa = malloc(sizeof(float) * na);
@@ -213,7 +195,7 @@ static void check_lora_ga(void) {
     Model m;
     AdapterSet ad;
     Synth sd;
-    build(&m, &ad, &TINY, QV, 2, &ADAPTER_LORA, 8);
+    test_build_adapted(&m, &ad, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, 8);
     InitContext ctx = context(&m, &ad, &sd);
     int K = m.n_classes;
     float before[20], after[20];
@@ -294,7 +276,7 @@ static void check_lora_sb(void) {
     Model m;
     AdapterSet ad;
     Synth sd;
-    build(&m, &ad, &TINY, QV, 2, &ADAPTER_LORA_XS, 8);
+    test_build_adapted(&m, &ad, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA_XS, 8);
     InitContext ctx = context(&m, &ad, &sd);
     int K = m.n_classes;
     float before[20], after[20];
@@ -426,7 +408,7 @@ static void bad_input(void) {
     Synth sd;
     InitContext ctx;
     /* LoRA-GA: no data, exhausted data, 2r > min(m, n), options; the model is left untouched */
-    build(&m, &ad, &SMALL, pats, 2, &ADAPTER_LORA, 4);
+    test_build_adapted(&m, &ad, &TEST_SMALL_VIT, pats, 2, &ADAPTER_LORA, 4);
     float *w = malloc(m.params->numel * sizeof(float));
     memcpy(w, m.params->data, m.params->numel * sizeof(float));
     ctx = context(&m, &ad, &sd);
@@ -450,7 +432,7 @@ static void bad_input(void) {
     free(w);
     teardown(&m, &ad);
 
-    build(&m, &ad, &SMALL, pats, 2, &ADAPTER_LORA, 20); /* 2r = 40 > 32 */
+    test_build_adapted(&m, &ad, &TEST_SMALL_VIT, pats, 2, &ADAPTER_LORA, 20); /* 2r = 40 > 32 */
     w = malloc(m.params->numel * sizeof(float));
     memcpy(w, m.params->data, m.params->numel * sizeof(float));
     ctx = context(&m, &ad, &sd);
@@ -460,7 +442,7 @@ static void bad_input(void) {
     teardown(&m, &ad);
 
     /* LoRA-SB: wrong kind the other way, bad variant, lr 0, no data, rank > min(m, n) */
-    build(&m, &ad, &SMALL, pats, 2, &ADAPTER_LORA_XS, 4);
+    test_build_adapted(&m, &ad, &TEST_SMALL_VIT, pats, 2, &ADAPTER_LORA_XS, 4);
     ctx = context(&m, &ad, &sd);
     expect_error(&INIT_LORA_GA, &ctx, "LoRA-XS adapters", "lora_ga", "blocks.0.attn.qkv:q", "lora_xs adapter");
     const char *v[] = {"variant", "kaiming_normal"};
@@ -478,7 +460,7 @@ static void bad_input(void) {
     ctx.data.batch = NULL;
     expect_error(&INIT_LORA_SB, &ctx, "no data", "lora_sb", "init batches", NULL);
     teardown(&m, &ad);
-    build(&m, &ad, &SMALL, pats, 2, &ADAPTER_LORA_XS, 40);
+    test_build_adapted(&m, &ad, &TEST_SMALL_VIT, pats, 2, &ADAPTER_LORA_XS, 40);
     ctx = context(&m, &ad, &sd);
     expect_error(&INIT_LORA_SB, &ctx, "r > min(m, n)", "blocks.0.attn.qkv:q", "rank 40", "32");
     teardown(&m, &ad);
@@ -530,7 +512,7 @@ static void ref_init(const char *init) {
                                                    .heads = 2, .mlp_hidden = 24, .n_classes = 3}};
     Model m;
     AdapterSet ad;
-    build(&m, &ad, &mc, FC, 2, ga ? &ADAPTER_LORA : &ADAPTER_LORA_XS, 4); /* alpha 8, s 2 */
+    test_build_adapted(&m, &ad, &mc, TEST_FC, 2, ga ? &ADAPTER_LORA : &ADAPTER_LORA_XS, 4); /* alpha 8, s 2 */
     ASSERT(ad.n == 2 && ad.a[0].m == 24 && ad.a[0].n == 16 && ad.a[1].m == 16 && ad.a[1].n == 24);
     double lr_1 = lora_sb_lr1(meta_num(&st, "lr"), meta_num(&st, "warmup_frac"), (long)meta_num(&st, "total_steps"));
     CHECK_MSG(fabs(lr_1 - meta_num(&st, "lr_1")) <= 1e-15, "lr_1 %.17g vs the fixture's %.17g", lr_1,
