@@ -292,7 +292,8 @@ static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t se
                                     .lr = tc->opt.lr, .warmup_frac = tc->warmup_frac, .total_steps = total_steps,
                                     .adamw = tc->opt.kind == OPT_ADAMW, .reattach = reattach, .reattach_ctx = &rctx};
                 init_options(c, init, (const char ***)&ictx.opts, &ictx.n_opts);
-                double b = 0, nb = 0, def_nb = init_find(init)->default_batches ? init_find(init)->default_batches : 8;
+                int kind_nb = init_find(init)->default_batches;
+                double b = 0, nb = 0, def_nb = kind_nb ? kind_nb : 8;
                 rc = init_opt_double(&ictx, "batch", tc->batch, &b, err) || init_opt_double(&ictx, "batches", def_nb, &nb, err);
                 ictx.batch = (int)b;
                 ictx.n_batches = (int)nb;
@@ -381,11 +382,11 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
         if (rc) goto fail;
     }
     int pretrain = has_stage(c, "pretrain"), finetune = has_stage(c, "finetune");
+    /* the run's step count: the schedule's, LoRA-SB's first-step lr and the progress line all use it */
+    long total_steps = tc.max_steps > 0 ? tc.max_steps : (long)tc.epochs * (tc.batch > 0 ? train.n / tc.batch : 0);
     if (finetune && !pretrain) {
         double t0 = now_seconds();
-        int spe0 = tc.batch > 0 ? train.n / tc.batch : 0;
-        long total0 = tc.max_steps > 0 ? tc.max_steps : (long)tc.epochs * spe0;
-        if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total0, &attached, &ires, err)) goto fail;
+        if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total_steps, &attached, &ires, err)) goto fail;
         init_s = now_seconds() - t0;
     }
     train_optimizer_init(&opt, &tc.opt, &m, attached ? &ad : NULL);
@@ -420,8 +421,7 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     RunCtx ctx = {.h5 = h5, .m = &m, .ad = attached ? &ad : NULL, .opt = &opt, .ckpt_path = ckp, .label = label,
                   .log_every = o->log_every > 0 ? o->log_every : 50, .tty = isatty(2), .t_start = now_seconds(),
                   .last_step = st.step - 1};
-    int spe = tc.batch > 0 ? train.n / tc.batch : 0;
-    ctx.total = tc.max_steps > 0 ? tc.max_steps : (long)tc.epochs * spe;
+    ctx.total = total_steps;
     if (pretrain || finetune) {
         TrainHooks hooks = {.ctx = &ctx, .on_step = ctx_step, .on_eval = ctx_eval, .on_checkpoint = ctx_checkpoint,
                             .should_stop = ctx_stop};
