@@ -6,3 +6,6 @@ add_test(NAME init_corda COMMAND test_init_act corda)
 add_test(NAME init_act_bad_input COMMAND test_init_act bad)
 add_test(NAME ref_init_eva COMMAND test_init_act ref_eva)
 add_test(NAME ref_init_corda COMMAND test_init_act ref_corda)
+# The same checks against PEFT's own EVA and CorDA (scripts/make_peft_act_fixtures.py, run where PEFT is).
+add_test(NAME peft_init_eva COMMAND test_init_act peft_eva)
+add_test(NAME peft_init_corda COMMAND test_init_act peft_corda)

@@ -396,6 +396,28 @@ static void check_ref_dora(void) {
         rel_report("grad.lora_A", params_grad(ps, a->t[DORA_A]), gA, 2 * S_IN, 1e-4);
         rel_report("grad.lora_B", params_grad(ps, a->t[DORA_B]), gB, S_M * 2, 1e-4);
         rel_report("grad.lora_magnitude_vector", params_grad(ps, a->t[DORA_MAG]), gm, S_M, 1e-4);
+        /* The same layer run by PEFT itself (scripts/make_peft_act_fixtures.py): its v rows as their own
+         * nn.Linear with use_dora, loss sum(out_v * R_v). */
+        SafeTensors pf;
+        snprintf(path, sizeof path, "%s/peft_act_ref.safetensors", TEST_FIXTURE_DIR);
+        if (st_open(&pf, path, &err)) { fprintf(stderr, "%s\n", err.msg); CHECK(0); }
+        else {
+            float pout[S_N * S_M], mine[S_N * S_M];
+            ok = !st_read_f32(&pf, "dora.out_v", pout, S_N * S_M, &err) &&
+                 !st_read_f32(&pf, "dora.grad.lora_A", gA, 2 * S_IN, &err) &&
+                 !st_read_f32(&pf, "dora.grad.lora_B", gB, S_M * 2, &err) &&
+                 !st_read_f32(&pf, "dora.grad.lora_magnitude_vector", gm, S_M, &err);
+            CHECK_MSG(ok, "%s", err.msg);
+            for (int i = 0; ok && i < S_N; i++)
+                for (int j = 0; j < S_M; j++) mine[i * S_M + j] = c.out[i * S_OUT + S_ROW0 + j];
+            if (ok) {
+                rel_report("PEFT out_v", mine, pout, S_N * S_M, 1e-5);
+                rel_report("PEFT grad.lora_A", params_grad(ps, a->t[DORA_A]), gA, 2 * S_IN, 1e-4);
+                rel_report("PEFT grad.lora_B", params_grad(ps, a->t[DORA_B]), gB, S_M * 2, 1e-4);
+                rel_report("PEFT grad.lora_magnitude_vector", params_grad(ps, a->t[DORA_MAG]), gm, S_M, 1e-4);
+            }
+            st_close(&pf);
+        }
     }
     slot_free(&c);
     st_close(&st);

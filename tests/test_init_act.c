@@ -670,9 +670,12 @@ static void bad_input(void) {
 
 /* ---- ref_init_eva, ref_init_corda ---- */
 
+/* fixture: init_act_ref.safetensors (the float64 re-implementation, scripts/make_act_init_fixtures.py) or
+ * peft_act_ref.safetensors (PEFT's own run on the same inputs, scripts/make_peft_act_fixtures.py). */
+static const char *g_fixture = "init_act_ref.safetensors";
 static int open_fixture(SafeTensors *st) {
     char path[600];
-    snprintf(path, sizeof path, "%s/init_act_ref.safetensors", TEST_FIXTURE_DIR);
+    snprintf(path, sizeof path, "%s/%s", TEST_FIXTURE_DIR, g_fixture);
     Error err;
     if (st_open(st, path, &err)) {
         CHECK_MSG(0, "%s", err.msg);
@@ -715,6 +718,10 @@ static void ref_eva(void) {
     if (open_fixture(&st)) return;
     int n = atoi(st_meta(&st, "eva.n")), k = atoi(st_meta(&st, "eva.k")), L = atoi(st_meta(&st, "eva.layers"));
     int nb = atoi(st_meta(&st, "eva.batches")), rows = atoi(st_meta(&st, "eva.rows")), r = atoi(st_meta(&st, "eva.r"));
+    /* PEFT's hook uses a randomized SVD (svd_lowrank, 4 subspace iterations) where the C code takes the exact one:
+     * on these inputs' spectra the two agree to ~1e-5; the re-implementation fixture is exact (1e-4 either way). */
+    double tol = 1e-4;
+    float *peft_ranks = st_meta(&st, "eva.lowrank") ? read_t(&st, "eva.ranks", (size_t)L) : NULL;
     ASSERT(L <= 8);
     EvaPca p[8];
     const float *evr_c[8], *evr_ref[8];
@@ -723,11 +730,15 @@ static void ref_eva(void) {
     Error err;
     for (int i = 0; i < L; i++) {
         char name[64];
+        /* PEFT's run stops fitting each layer at its own convergence: eva.L<i>.fits batches */
+        snprintf(name, sizeof name, "eva.L%d.fits", i);
+        int fits = st_meta(&st, name) ? atoi(st_meta(&st, name)) : nb;
+        ASSERT(fits >= 1 && fits <= nb);
         snprintf(name, sizeof name, "eva.L%d.X", i);
-        float *X = read_t(&st, name, (size_t)nb * rows * n);
+        float *X = read_t(&st, name, (size_t)fits * rows * n);
         eva_pca_init(&p[i], n, k);
         CHECK(eva_pca_partial_fit(&p[i], X, k - 1, &err) == 1 && p[i].fits == 0); /* fewer rows than k: skipped */
-        for (int b = 0; b < nb; b++)
+        for (int b = 0; b < fits; b++)
             CHECK_MSG(eva_pca_partial_fit(&p[i], X + (size_t)b * rows * n, rows, &err) == 0, "%s", err.msg);
         free(X);
         const char *what[] = {"comp", "sv", "evr", "cos"};
@@ -740,17 +751,21 @@ static void ref_eva(void) {
             float *got = malloc(sizeof(float) * cnt[w]);
             memcpy(got, mine[w], sizeof(float) * cnt[w]);
             if (w == 0) normalize_rows(got, k, n), normalize_rows(ref, k, n);
-            e[w] = max_rel_err(got, ref, cnt[w], 1e-6, NULL);
-            CHECK_MSG(e[w] <= 1e-4, "EVA layer %d: %s rel err %.3g", i, what[w], e[w]);
+            /* Against PEFT, the components EVA keeps (its state dict is comp[:rank]): past them the randomized
+             * SVD's error grows with the flatter tail (layer 2 keeps 1 component: 2e-5; all 4: 1.3e-4). */
+            size_t cmp = w == 0 && peft_ranks ? (size_t)peft_ranks[i] * n : cnt[w];
+            e[w] = max_rel_err(got, ref, cmp, 1e-6, NULL);
+            CHECK_MSG(e[w] <= tol, "EVA layer %d: %s rel err %.3g (tolerance %g)", i, what[w], e[w], tol);
             if (w == 2) evr_ref[i] = keep[i] = ref;
             else free(ref);
             free(got);
         }
         evr_c[i] = p[i].evr;
         kmax[i] = k;
-        printf("ref_init_eva layer %d (%d batches of %d x %d, k %d): rel err components %.2g, singular values %.2g, "
-               "explained variance ratios %.2g, cosines %.2g\n", i, nb, rows, n, k, e[0], e[1], e[2], e[3]);
+        printf("ref_init_eva [%s] layer %d (%d batches of %d x %d, k %d): rel err components %.2g, singular values %.2g, "
+               "explained variance ratios %.2g, cosines %.2g\n", g_fixture, i, fits, rows, n, k, e[0], e[1], e[2], e[3]);
     }
+    free(peft_ranks);
     float *ranks_ref = read_t(&st, "eva.ranks", (size_t)L);
     int ranks[8], ranks2[8];
     eva_rank_distribution(ranks, evr_c, kmax, L, r * L);
@@ -792,7 +807,7 @@ static void ref_corda(void) {
         snprintf(name, sizeof name, "corda.%s.W0", shape);
         float *W0 = read_t(&st, name, (size_t)m * n);
         snprintf(name, sizeof name, "corda.%s.damp", shape);
-        double damp_ref = atof(st_meta(&st, name));
+        double damp_ref = st_meta(&st, name) ? atof(st_meta(&st, name)) : -1; /* PEFT does not expose d */
         /* C from the samples */
         double *Cd = calloc((size_t)n * n, sizeof(double));
         float *C = malloc(sizeof(float) * n * n);
@@ -832,9 +847,9 @@ static void ref_corda(void) {
             double ew = max_rel_err(a->W0, rW, (size_t)m * n, 1e-6, NULL);
             CHECK_MSG(ea <= 1e-4 && eb <= 1e-4 && ew <= 1e-4, "corda %s %s: rel err A %.3g, B %.3g, W0_new %.3g", mn,
                       shape, ea, eb, ew);
-            CHECK_MSG(info.damp == damp_ref, "corda %s %s: damping d %g, reference %g", mn, shape, info.damp, damp_ref);
-            printf("ref_init_corda %s %s (%d x %d, r %d): C rel err %.2g; A %.2g, B %.2g (signs normalized), "
-                   "new W0 %.2g; d %g (ref %g, %d doublings, residual %.2g)\n", mn, shape, m, n, r, ec, ea, eb, ew,
+            CHECK_MSG(damp_ref < 0 || info.damp == damp_ref, "corda %s %s: damping d %g, reference %g", mn, shape, info.damp, damp_ref);
+            printf("ref_init_corda [%s] %s %s (%d x %d, r %d): C rel err %.2g; A %.2g, B %.2g (signs normalized), "
+                   "new W0 %.2g; d %g (ref %g, %d doublings, residual %.2g)\n", g_fixture, mn, shape, m, n, r, ec, ea, eb, ew,
                    info.damp, damp_ref, info.doublings, info.resid);
             free(A); free(B); free(rA); free(rB); free(rW);
         }
@@ -851,8 +866,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "bad")) bad_input();
     else if (!strcmp(w, "ref_eva")) ref_eva();
     else if (!strcmp(w, "ref_corda")) ref_corda();
+    else if (!strcmp(w, "peft_eva")) g_fixture = "peft_act_ref.safetensors", ref_eva();
+    else if (!strcmp(w, "peft_corda")) g_fixture = "peft_act_ref.safetensors", ref_corda();
     else {
-        fprintf(stderr, "usage: test_init_act eva|corda|bad|ref_eva|ref_corda\n");
+        fprintf(stderr, "usage: test_init_act eva|corda|bad|ref_eva|ref_corda|peft_eva|peft_corda\n");
         return 2;
     }
     return test_finish(w);
