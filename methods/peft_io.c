@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 
 #include "core/safetensors.h"
+#include "dora.h"
 #include "lora.h"
+#include "lora_xs.h"
 
 int peft_module_name(const char *target, PeftNaming naming, char *out, size_t cap) {
     if (naming == PEFT_NAMES_TIMM || naming == PEFT_NAMES_AUTO) {
@@ -43,49 +45,76 @@ static PeftNaming resolve(const AdapterSet *set, PeftNaming naming) {
     return PEFT_NAMES_TIMM;
 }
 
-static int check_lora(const AdapterSet *set, const char *what, Error *err) {
-    for (int i = 0; i < set->n; i++)
-        if (set->a[i].kind != &ADAPTER_LORA)
-            return err_set(err, "%s: adapter '%s' is %s; PEFT files are written for LoRA adapters only so far", what,
-                           set->a[i].target, set->a[i].kind->name);
+/* All adapters of one kind PEFT has: LoRA or DoRA; saving also takes LoRA-XS (written as the LoRA with the same
+ * dW: lora_B = B R). Ranks and alphas may differ per adapter (rank_pattern / alpha_pattern). */
+static int check_kinds(const AdapterSet *set, const char *what, int saving, Error *err) {
     if (set->n == 0) return err_set(err, "%s: no adapters", what);
+    const AdapterKind *k0 = set->a[0].kind;
+    if (k0 != &ADAPTER_LORA && k0 != &ADAPTER_DORA && !(saving && k0 == &ADAPTER_LORA_XS))
+        return err_set(err, "%s: adapter '%s' is %s; PEFT files hold LoRA and DoRA adapters%s", what,
+                       set->a[0].target, k0->name, saving ? " (and LoRA-XS, written as LoRA)" :
+                       k0 == &ADAPTER_LORA_XS ? " (a LoRA-XS adapter is written as the LoRA with lora_B = B R, which "
+                       "cannot be split back: load it into `method.adapter: lora`)" : "");
     for (int i = 1; i < set->n; i++)
-        if (set->a[i].r != set->a[0].r || set->a[i].alpha != set->a[0].alpha)
-            return err_set(err, "%s: adapters with different ranks or alphas need PEFT's rank_pattern (not written "
-                                "yet): '%s' r %d, '%s' r %d", what, set->a[0].target, set->a[0].r, set->a[i].target,
-                           set->a[i].r);
+        if (set->a[i].kind != k0)
+            return err_set(err, "%s: adapters of different kinds ('%s' is %s, '%s' is %s): PEFT keeps one kind per "
+                                "adapter file", what, set->a[0].target, k0->name, set->a[i].target, set->a[i].kind->name);
     return 0;
 }
 
+static int is_rslora(const Adapter *a) {
+    return a->r != 1 && fabsf(a->scale - a->alpha / sqrtf((float)a->r)) < 1e-6f * a->scale;
+}
+
 int peft_save(const char *dir, const AdapterSet *set, PeftNaming naming, Error *err) {
-    if (check_lora(set, dir, err)) return -1;
+    if (check_kinds(set, dir, 1, err)) return -1;
     naming = resolve(set, naming);
     if (mkdir(dir, 0777) && errno != EEXIST) return err_set(err, "%s: cannot create directory: %s", dir, strerror(errno));
-    int n = set->n;
-    StEntry *e = xcalloc((size_t)(2 * n), sizeof *e);
-    char (*names)[PARAM_NAME_MAX + 64] = xcalloc((size_t)(2 * n), sizeof *names);
+    const AdapterKind *kind = set->a[0].kind;
+    int n = set->n, per = kind == &ADAPTER_DORA ? 3 : 2, xs = kind == &ADAPTER_LORA_XS;
+    StEntry *e = xcalloc((size_t)(per * n), sizeof *e);
+    char (*names)[PARAM_NAME_MAX + 64] = xcalloc((size_t)(per * n), sizeof *names);
     char (*mods)[PARAM_NAME_MAX + 32] = xcalloc((size_t)n, sizeof *mods);
+    float **folded = xcalloc((size_t)n, sizeof *folded); /* LoRA-XS: B R (m, r) */
+    int64_t (*fshape)[2] = xcalloc((size_t)n, sizeof *fshape);
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         const Adapter *a = &set->a[i];
         if (peft_module_name(a->target, naming, mods[i], sizeof mods[i]))
             rc = err_set(err, "%s: adapter target '%s' has no %s module name in PEFT", dir, a->target,
                          naming == PEFT_NAMES_TIMM ? "timm" : "Hugging Face ViT");
-        for (int k = 0; k < 2 && !rc; k++) {
-            const ParamView *v = &a->ps->views[a->t[k == 0 ? LORA_A : LORA_B]];
-            snprintf(names[2 * i + k], sizeof names[0], "base_model.model.%s.lora_%c.weight", mods[i], k ? 'B' : 'A');
-            e[2 * i + k] = (StEntry){.name = names[2 * i + k], .dtype = ST_F32, .ndim = 2, .shape = v->shape,
-                                     .data = a->ps->data + v->offset};
+        for (int k = 0; k < per && !rc; k++) {
+            const ParamView *v = &a->ps->views[a->t[k]]; /* LORA_A = 0, LORA_B = 1, DORA_MAG = 2 */
+            const float *data = a->ps->data + v->offset;
+            if (k == 2) snprintf(names[per * i + k], sizeof names[0], "base_model.model.%s.lora_magnitude_vector", mods[i]);
+            else snprintf(names[per * i + k], sizeof names[0], "base_model.model.%s.lora_%c.weight", mods[i], k ? 'B' : 'A');
+            if (xs && k == 1) { /* lora_B = B (m, r) R (r, r) */
+                const float *B = data, *R = params_data(a->ps, a->t[LORA_XS_R]);
+                float *BR = folded[i] = xcalloc((size_t)a->m * a->r, sizeof(float));
+                for (int o = 0; o < a->m; o++)
+                    for (int j = 0; j < a->r; j++) {
+                        double acc = 0;
+                        for (int q = 0; q < a->r; q++) acc += (double)B[(size_t)o * a->r + q] * R[(size_t)q * a->r + j];
+                        BR[(size_t)o * a->r + j] = (float)acc;
+                    }
+                fshape[i][0] = a->m, fshape[i][1] = a->r;
+                e[per * i + k] = (StEntry){.name = names[per * i + k], .dtype = ST_F32, .ndim = 2, .shape = fshape[i],
+                                           .data = BR};
+            } else
+                e[per * i + k] = (StEntry){.name = names[per * i + k], .dtype = ST_F32, .ndim = v->ndim,
+                                           .shape = v->shape, .data = data};
         }
     }
     char path[1024];
     if (!rc) {
         snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
         const char *meta[] = {"format", "pt"};
-        rc = st_write(path, e, 2 * n, meta, 1, err);
+        rc = st_write(path, e, per * n, meta, 1, err);
     }
     if (!rc) {
-        /* target_modules: the distinct last components, as PEFT matches module names by suffix */
+        /* target_modules: the distinct last components, as PEFT matches module names by suffix. r / lora_alpha
+         * are the first adapter's; every other adapter's rank / alpha goes into rank_pattern / alpha_pattern under
+         * its full module name (PEFT matches a key k against a module name by the regex (.*\.)?(k)$). */
         snprintf(path, sizeof path, "%s/adapter_config.json", dir);
         char tmp[1040];
         snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -93,12 +122,23 @@ int peft_save(const char *dir, const AdapterSet *set, PeftNaming naming, Error *
         if (!f) rc = err_set(err, "%s: cannot write: %s", tmp, strerror(errno));
         else {
             const Adapter *a0 = &set->a[0];
-            int rs = fabsf(a0->scale - a0->alpha / sqrtf((float)a0->r)) < 1e-6f * a0->scale && a0->r != 1;
             fprintf(f, "{\n  \"peft_type\": \"LORA\",\n  \"r\": %d,\n  \"lora_alpha\": %.9g,\n  \"use_rslora\": %s,\n"
-                       "  \"use_dora\": false,\n  \"lora_dropout\": 0.0,\n  \"bias\": \"none\",\n"
-                       "  \"fan_in_fan_out\": false,\n  \"init_lora_weights\": true,\n  \"inference_mode\": true,\n"
-                       "  \"target_modules\": [",
-                    a0->r, a0->alpha, rs ? "true" : "false");
+                       "  \"use_dora\": %s,\n  \"lora_dropout\": 0.0,\n  \"bias\": \"none\",\n"
+                       "  \"fan_in_fan_out\": false,\n  \"init_lora_weights\": true,\n  \"inference_mode\": true,\n",
+                    a0->r, a0->alpha, is_rslora(a0) ? "true" : "false", kind == &ADAPTER_DORA ? "true" : "false");
+            for (int pat = 0; pat < 2; pat++) {
+                fprintf(f, "  \"%s\": {", pat ? "alpha_pattern" : "rank_pattern");
+                int first = 1;
+                for (int i = 1; i < n; i++) {
+                    const Adapter *a = &set->a[i];
+                    if (pat ? a->alpha == a0->alpha : a->r == a0->r) continue;
+                    if (pat) fprintf(f, "%s\"%s\": %.9g", first ? "" : ", ", mods[i], a->alpha);
+                    else fprintf(f, "%s\"%s\": %d", first ? "" : ", ", mods[i], a->r);
+                    first = 0;
+                }
+                fprintf(f, "},\n");
+            }
+            fprintf(f, "  \"target_modules\": [");
             int first = 1;
             for (int i = 0; i < n; i++) {
                 const char *last = strrchr(mods[i], '.') ? strrchr(mods[i], '.') + 1 : mods[i];
@@ -109,11 +149,14 @@ int peft_save(const char *dir, const AdapterSet *set, PeftNaming naming, Error *
                 }
                 if (!seen) { fprintf(f, "%s\"%s\"", first ? "" : ", ", last); first = 0; }
             }
-            fprintf(f, "],\n  \"loralab_names\": \"%s\"\n}\n",
-                    naming == PEFT_NAMES_HF ? "hf" : naming == PEFT_NAMES_HF4 ? "hf4" : "timm");
+            fprintf(f, "],\n  \"loralab_names\": \"%s\",\n  \"loralab_adapter\": \"%s\"\n}\n",
+                    naming == PEFT_NAMES_HF ? "hf" : naming == PEFT_NAMES_HF4 ? "hf4" : "timm", kind->name);
             if (fclose(f) || rename(tmp, path)) rc = err_set(err, "%s: cannot write: %s", path, strerror(errno));
         }
     }
+    for (int i = 0; i < n; i++) free(folded[i]);
+    free(folded);
+    free(fshape);
     free(e);
     free(names);
     free(mods);
@@ -137,8 +180,36 @@ static int json_number(const char *text, const char *key, double *out) {
     return end == p ? -1 : 0;
 }
 
+/* The value for module name `mod` in the flat JSON object under "key" ({"name": number, ...}; PEFT's
+ * rank_pattern / alpha_pattern): an entry k applies when mod is k or ends in ".k" (PEFT's regex (.*\.)?(k)$ with k
+ * taken literally; regex patterns are not supported). Returns 0 and *out when an entry applies, -1 otherwise. */
+static int json_pattern(const char *text, const char *key, const char *mod, double *out) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = strstr(text, pat);
+    if (!p) return -1;
+    p = strchr(p + strlen(pat), '{');
+    const char *end = p ? strchr(p, '}') : NULL;
+    if (!p || !end) return -1;
+    while (p < end) {
+        const char *q0 = strchr(p, '"');
+        if (!q0 || q0 > end) break;
+        const char *q1 = strchr(q0 + 1, '"');
+        if (!q1 || q1 > end) break;
+        size_t kl = (size_t)(q1 - q0 - 1), ml = strlen(mod);
+        const char *c = strchr(q1, ':');
+        if (!c || c > end) break;
+        char *num_end;
+        double v = strtod(c + 1, &num_end);
+        int match = kl <= ml && !strncmp(mod + ml - kl, q0 + 1, kl) && (kl == ml || mod[ml - kl - 1] == '.');
+        if (match && num_end != c + 1) { *out = v; return 0; }
+        p = num_end > c + 1 ? num_end : c + 1;
+    }
+    return -1;
+}
+
 int peft_load(const char *dir, AdapterSet *set, Error *err) {
-    if (check_lora(set, dir, err)) return -1;
+    if (check_kinds(set, dir, 0, err)) return -1;
     char path[1024];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     FILE *f = fopen(path, "r");
@@ -153,48 +224,66 @@ int peft_load(const char *dir, AdapterSet *set, Error *err) {
         return err_set(err, "%s: no \"r\" / \"lora_alpha\" numbers: not a PEFT LoRA config", path);
     json_number(text, "use_rslora", &rs);
     json_number(text, "use_dora", &dora);
-    const Adapter *a0 = &set->a[0];
-    if (dora) return err_set(err, "%s: use_dora is true; load it into DoRA adapters (not supported by this loader yet)", path);
-    if ((int)r != a0->r || fabs(alpha - a0->alpha) > 1e-6 * fabs(alpha))
-        return err_set(err, "%s: r %g, lora_alpha %g, but the config's adapters have r %d, alpha %g (set method.rank / "
-                            "method.alpha to match)", path, r, alpha, a0->r, a0->alpha);
-    if ((rs != 0) != (fabsf(a0->scale - a0->alpha / sqrtf((float)a0->r)) < 1e-6f * a0->scale && a0->r != 1))
-        return err_set(err, "%s: use_rslora is %s but method.rslora says otherwise", path, rs ? "true" : "false");
+    int want_dora = set->a[0].kind == &ADAPTER_DORA, per = want_dora ? 3 : 2;
+    if ((dora != 0) != want_dora)
+        return err_set(err, "%s: use_dora is %s but the config's adapters are %s (set method.adapter: %s)", path,
+                       dora ? "true" : "false", set->a[0].kind->name, dora ? "dora" : "lora");
+    /* every adapter's rank and alpha: the pattern entry for its module name, else r / lora_alpha */
+    for (int i = 0; i < set->n; i++) {
+        const Adapter *a = &set->a[i];
+        double ri = r, ai = alpha, v;
+        for (int nm = PEFT_NAMES_TIMM; nm <= PEFT_NAMES_HF4; nm++) {
+            char mod[PARAM_NAME_MAX + 32];
+            if (peft_module_name(a->target, (PeftNaming)nm, mod, sizeof mod)) continue;
+            if (!json_pattern(text, "rank_pattern", mod, &v)) ri = v;
+            if (!json_pattern(text, "alpha_pattern", mod, &v)) ai = v;
+        }
+        if ((int)ri != a->r || fabs(ai - a->alpha) > 1e-6 * fabs(ai))
+            return err_set(err, "%s: the adapter on '%s' has r %g, lora_alpha %g there (r / lora_alpha / rank_pattern / "
+                                "alpha_pattern), but r %d, alpha %g in this config (set method.rank / method.alpha, or "
+                                "the per-layer ranks, to match)", path, a->target, ri, ai, a->r, a->alpha);
+        if ((rs != 0) != is_rslora(a))
+            return err_set(err, "%s: use_rslora is %s but method.rslora says otherwise", path, rs ? "true" : "false");
+    }
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     SafeTensors st;
     if (st_open(&st, path, err)) return -1;
     int rc = 0, n = set->n;
-    const StTensor **found = xcalloc((size_t)(2 * n), sizeof *found);
+    const StTensor **found = xcalloc((size_t)(per * n), sizeof *found);
     char *used = xcalloc((size_t)st.n + 1, 1);
     for (int i = 0; i < n && !rc; i++) {
         const Adapter *a = &set->a[i];
-        for (int k = 0; k < 2 && !rc; k++) {
-            const ParamView *v = &a->ps->views[a->t[k ? LORA_B : LORA_A]];
-            for (int nm = PEFT_NAMES_TIMM; nm <= PEFT_NAMES_HF4 && !found[2 * i + k]; nm++) {
+        for (int k = 0; k < per && !rc; k++) {
+            const ParamView *v = &a->ps->views[a->t[k]];
+            const char *what = k == 2 ? "lora_magnitude_vector" : k ? "lora_B" : "lora_A";
+            for (int nm = PEFT_NAMES_TIMM; nm <= PEFT_NAMES_HF4 && !found[per * i + k]; nm++) {
                 char mod[PARAM_NAME_MAX + 32], name[PARAM_NAME_MAX + 64];
                 if (peft_module_name(a->target, (PeftNaming)nm, mod, sizeof mod)) continue;
-                snprintf(name, sizeof name, "base_model.model.%s.lora_%c.weight", mod, k ? 'B' : 'A');
-                found[2 * i + k] = st_find(&st, name);
+                if (k == 2) snprintf(name, sizeof name, "base_model.model.%s.lora_magnitude_vector", mod);
+                else snprintf(name, sizeof name, "base_model.model.%s.%s.weight", mod, what);
+                found[per * i + k] = st_find(&st, name);
             }
-            const StTensor *t = found[2 * i + k];
-            if (!t) rc = err_set(err, "%s: no lora_%c tensor for the adapted layer '%s' (different targets?)", path,
-                                 k ? 'B' : 'A', a->target);
-            else if (t->ndim != 2 || t->shape[0] != v->shape[0] || t->shape[1] != v->shape[1])
+            const StTensor *t = found[per * i + k];
+            int64_t want0 = v->shape[0], want1 = v->ndim > 1 ? v->shape[1] : 1;
+            int64_t got0 = t && t->ndim > 0 ? t->shape[0] : 0, got1 = t && t->ndim > 1 ? t->shape[1] : 1;
+            if (!t) rc = err_set(err, "%s: no %s tensor for the adapted layer '%s' (different targets?)", path, what,
+                                 a->target);
+            else if (t->ndim != v->ndim || got0 != want0 || got1 != want1)
                 rc = err_set(err, "%s: tensor '%s' is %lld x %lld, the adapter on '%s' needs %lld x %lld", path, t->name,
-                             (long long)(t->ndim > 0 ? t->shape[0] : 0), (long long)(t->ndim > 1 ? t->shape[1] : 0),
-                             a->target, (long long)v->shape[0], (long long)v->shape[1]);
+                             (long long)got0, (long long)got1, a->target, (long long)want0, (long long)want1);
             else used[t - st.tensors] = 1;
         }
     }
     for (int t = 0; t < st.n && !rc; t++)
-        if (!used[t] && (strstr(st.tensors[t].name, ".lora_A.") || strstr(st.tensors[t].name, ".lora_B.")))
+        if (!used[t] && (strstr(st.tensors[t].name, ".lora_A.") || strstr(st.tensors[t].name, ".lora_B.") ||
+                         strstr(st.tensors[t].name, ".lora_magnitude_vector")))
             rc = err_set(err, "%s: tensor '%s' belongs to no adapter of this config (method.targets adapts fewer "
                               "layers)", path, st.tensors[t].name);
     for (int i = 0; i < n && !rc; i++)
-        for (int k = 0; k < 2 && !rc; k++) {
+        for (int k = 0; k < per && !rc; k++) {
             const Adapter *a = &set->a[i];
-            const ParamView *v = &a->ps->views[a->t[k ? LORA_B : LORA_A]];
-            rc = st_read_f32(&st, found[2 * i + k]->name, a->ps->data + v->offset, (int64_t)v->numel, err);
+            const ParamView *v = &a->ps->views[a->t[k]];
+            rc = st_read_f32(&st, found[per * i + k]->name, a->ps->data + v->offset, (int64_t)v->numel, err);
         }
     free(found);
     free(used);

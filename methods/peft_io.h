@@ -4,7 +4,11 @@
  * Module names: "timm" uses the targets as they are (blocks.3.attn.qkv, blocks.3.mlp.fc1, head); "hf" uses
  * Hugging Face ViT names (vit.layers.3.attention.q_proj, ...; "hf4": vit.encoder.layer.3.attention.attention.
  * query), the only way PEFT can address the q / k / v thirds of a fused qkv, so adapters on `attn.qkv:q|k|v`
- * are written with "hf" names. Loading accepts every naming. LoRA adapters only (DoRA, LoRA-XS: an error says so). */
+ * are written with "hf" names. Loading accepts every naming.
+ * Kinds: LoRA; DoRA (use_dora, "<module>.lora_magnitude_vector" (m) as PEFT keys it); LoRA-XS is saved as the LoRA
+ * with the same dW (lora_B = B R: PEFT has no LoRA-XS) and cannot be loaded back as LoRA-XS. Adapters whose rank or
+ * alpha differ from the first one's (EVA, VAS) go into rank_pattern / alpha_pattern under their full module
+ * names, and loading reads both (keys matched as literal module-name suffixes). */
 #ifndef METHODS_PEFT_IO_H
 #define METHODS_PEFT_IO_H
 #include "core/adapter.h"

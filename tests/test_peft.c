@@ -2,14 +2,20 @@
  *   ref_peft_load          an adapter written by real PEFT 0.21 (transformers 5 names, scripts/make_peft_fixture.py)
  *                          loads onto the tiny ViT and gives PEFT's logits
  *   record_peft_roundtrip  save -> load is exact, with HF names (q/k/v thirds) and with timm names
- *   fault_peft_mismatch    another rank, fewer targets, a missing directory: errors naming the file and the fix */
+ *   fault_peft_mismatch    another rank, fewer targets, a missing directory: errors naming the file and the fix
+ *   record_peft_kinds      DoRA (use_dora + lora_magnitude_vector), per-layer ranks (rank_pattern / alpha_pattern) and
+ *                          LoRA-XS (written as the LoRA with lora_B = B R) save and load back with the same logits;
+ *                          `test_peft export DIR` leaves the three directories and our logits in DIR for
+ *                          scripts/check_peft_export.py, which loads them into PEFT itself (run where PEFT is). */
 #include <string.h>
 #include <unistd.h>
 
 #include "core/safetensors.h"
 #include "core/vit_io.h"
 #include "gradcheck.h"
+#include "methods/dora.h"
 #include "methods/lora.h"
+#include "methods/lora_xs.h"
 #include "methods/peft_io.h"
 #include "testlib.h"
 
@@ -132,13 +138,100 @@ static void mismatch(void) {
     vit_free(&m);
 }
 
+/* The tiny HF-fixture ViT with an adapter of `kind` on q, v (and fc1), random tensors; logits on the fixture input. */
+static void kind_logits(ViT *m, float *logits) {
+    Error err;
+    SafeTensors in;
+    float x[3 * 2 * 64];
+    ASSERT(st_open(&in, TEST_FIXTURE_DIR "/tiny_vit_inputs.safetensors", &err) == 0);
+    ASSERT(st_read_f32(&in, "input.x", x, 3 * 2 * 64, &err) == 0);
+    st_close(&in);
+    Arena ar;
+    arena_init(&ar, 1 << 16);
+    vit_forward(m, logits, x, 3, &ar);
+    arena_free(&ar);
+}
+static void kinds(const char *export_dir) {
+    static const char *names[] = {"dora", "rank_pattern", "lora_xs"};
+    static const int ranks[] = {2, 4, 3, 2, 4, 3}; /* q0 v0 fc1.0 q1 v1 fc1.1 in target order */
+    const char *pats[] = {"blocks.*.attn.qkv:q", "blocks.*.attn.qkv:v", "blocks.*.mlp.fc1"};
+    Error err;
+    StEntry out[3];
+    float logits[3][15];
+    int64_t lshape[2] = {3, 5};
+    for (int k = 0; k < 3; k++) {
+        ViT m;
+        ViTConfig c = cfg();
+        ASSERT(vit_build(&m, &c, &err) == 0);
+        ASSERT(vit_load(&m, TEST_FIXTURE_DIR "/tiny_vit_hf.safetensors", 0, &err) == 0);
+        const AdapterKind *kind = k == 0 ? &ADAPTER_DORA : k == 1 ? &ADAPTER_LORA : &ADAPTER_LORA_XS;
+        AdapterSpec spec = {.kind = kind, .r = 4, .alpha = 8, .ranks = k == 1 ? ranks : NULL, .n_ranks = k == 1 ? 6 : 0};
+        AdapterSet a, b;
+        ASSERT(adapters_attach(&a, m.targets, m.n_targets, &m.params, pats, 3, &spec, 1, &err) == 6);
+        for (int i = 0; i < a.params.n; i++)
+            gc_fill(params_data(&a.params, i), a.params.views[i].numel, k == 0 && i % 3 == 2 ? 0.5f : -0.4f, 1, 11 + i);
+        kind_logits(&m, logits[k]);
+        char dir[256];
+        snprintf(dir, sizeof dir, "%s/%s", export_dir ? export_dir : tmpd, names[k]);
+        CHECK_MSG(peft_save(dir, &a, PEFT_NAMES_AUTO, &err) == 0, "%s", err.msg);
+        adapters_free(&a, m.targets, m.n_targets);
+        AdapterSpec back = spec;
+        if (k == 2) back.kind = &ADAPTER_LORA; /* LoRA-XS comes back as the LoRA with the same dW */
+        ASSERT(adapters_attach(&b, m.targets, m.n_targets, &m.params, pats, 3, &back, 1, &err) == 6);
+        CHECK_MSG(peft_load(dir, &b, &err) == 0, "%s: %s", names[k], err.msg);
+        float again[15];
+        kind_logits(&m, again);
+        double e = max_rel_err(again, logits[k], 15, 1e-6, NULL);
+        printf("record_peft_kinds %s: saved, loaded back (%s), logits max rel err %.2g\n", names[k],
+               k == 2 ? "as LoRA" : "same kind", e);
+        CHECK_MSG(e < 1e-5, "%s: logits after the round trip differ (%.3g)", names[k], e);
+        char path[300];
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        FILE *f = fopen(path, "r");
+        char text[4096] = {0};
+        if (f) { if (fread(text, 1, sizeof text - 1, f)) {} fclose(f); }
+        if (k == 0) CHECK(strstr(text, "\"use_dora\": true") != NULL);
+        if (k == 1) CHECK_MSG(strstr(text, "\"vit.layers.0.attention.v_proj\": 4") && strstr(text, "\"vit.layers.1.mlp.fc1\": 3"),
+                              "rank_pattern missing in %s", path);
+        adapters_free(&b, m.targets, m.n_targets);
+        /* the wrong kind or ranks: clear errors */
+        if (k < 2) {
+            AdapterSpec wrong = {.kind = k == 0 ? &ADAPTER_LORA : &ADAPTER_LORA, .r = 4, .alpha = 8};
+            ASSERT(adapters_attach(&b, m.targets, m.n_targets, &m.params, pats, 3, &wrong, 1, &err) == 6);
+            CHECK(peft_load(dir, &b, &err) < 0 && (k == 0 ? strstr(err.msg, "use_dora") != NULL
+                                                          : strstr(err.msg, "rank_pattern") != NULL));
+            printf("  wrong %s: %s\n", k == 0 ? "kind" : "ranks", err.msg);
+            adapters_free(&b, m.targets, m.n_targets);
+        } else {
+            ASSERT(adapters_attach(&b, m.targets, m.n_targets, &m.params, pats, 3, &spec, 1, &err) == 6);
+            CHECK(peft_load(dir, &b, &err) < 0 && strstr(err.msg, "lora_xs") && strstr(err.msg, "method.adapter: lora"));
+            printf("  LoRA-XS load: %s\n", err.msg);
+            adapters_free(&b, m.targets, m.n_targets);
+        }
+        vit_free(&m);
+    }
+    if (export_dir) {
+        char path[300];
+        snprintf(path, sizeof path, "%s/ours_logits.safetensors", export_dir);
+        for (int k = 0; k < 3; k++)
+            out[k] = (StEntry){.name = names[k], .dtype = ST_F32, .ndim = 2, .shape = lshape, .data = logits[k]};
+        ASSERT(st_write(path, out, 3, NULL, 0, &err) == 0);
+        printf("wrote %s\n", path);
+    }
+}
+
 int main(int argc, char **argv) {
+    if (argc > 2 && !strcmp(argv[1], "export")) {
+        kinds(argv[2]);
+        return test_finish("export");
+    }
     snprintf(tmpd, sizeof tmpd, "/tmp/loralab_peft_XXXXXX");
     ASSERT(mkdtemp(tmpd));
     const char *w = argc > 1 ? argv[1] : "";
     if (!strcmp(w, "ref")) ref_load();
     else if (!strcmp(w, "roundtrip")) roundtrip();
     else if (!strcmp(w, "mismatch")) mismatch();
+    else if (!strcmp(w, "kinds")) kinds(NULL);
     else return 2;
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpd);
