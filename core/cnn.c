@@ -20,6 +20,7 @@ struct CnnOp {
     OpKind kind;
     int in, in2, out;  /* activation slots; in2 is ADD's second operand */
     int w, b, rm, rv;  /* parameter views, -1 when absent */
+    int slot;          /* OP_CONV, OP_LINEAR: index in m->slots (the adapter slot) */
     ConvShape conv;    /* OP_CONV; B is set by each forward */
     PoolShape pool;    /* OP_MAXPOOL; likewise */
     float *mean, *rstd; /* OP_BN: saved by the last forward (arena) */
@@ -46,8 +47,18 @@ static int add_act(CnnModel *m, int C, int H, int W) {
 static struct CnnOp *add_op(CnnModel *m, OpKind kind, int in, int out) {
     m->ops = xrealloc(m->ops, (size_t)(m->n_ops + 1) * sizeof *m->ops);
     struct CnnOp *op = &m->ops[m->n_ops++];
-    *op = (struct CnnOp){.kind = kind, .in = in, .in2 = -1, .out = out, .w = -1, .b = -1, .rm = -1, .rv = -1};
+    *op = (struct CnnOp){.kind = kind, .in = in, .in2 = -1, .out = out, .w = -1, .b = -1, .rm = -1, .rv = -1,
+                         .slot = -1};
     return op;
+}
+
+/* An adapter slot for the conv / linear op just added (targets point at slots once building is done). */
+static void add_slot(CnnModel *m, struct CnnOp *op, int in, int out) {
+    m->slots = xrealloc(m->slots, (size_t)(m->n_slots + 1) * sizeof *m->slots);
+    LinearSlot *s = &m->slots[m->n_slots];
+    *s = (LinearSlot){.w = op->w, .b = op->b, .in = in, .out = out, .is_conv = op->kind == OP_CONV,
+                      .conv = op->conv};
+    op->slot = m->n_slots++;
 }
 
 static int add_param(CnnModel *m, const char *prefix, const char *leaf, int ndim, const int64_t *shape, int decay) {
@@ -64,6 +75,7 @@ static int conv(CnnModel *m, const char *name, int in, int C_out, int k, int str
     op->conv = s;
     op->w = add_param(m, name, "weight", 4, (int64_t[]){C_out, x.C, k, k}, 1);
     if (bias) op->b = add_param(m, name, "bias", 1, (int64_t[]){C_out}, 0);
+    add_slot(m, op, x.C * k * k, C_out);
     return out;
 }
 
@@ -116,6 +128,7 @@ static int linear(CnnModel *m, const char *name, int in, int n_out) {
     struct CnnOp *op = add_op(m, OP_LINEAR, in, out);
     op->w = add_param(m, name, "weight", 2, (int64_t[]){n_out, n_in}, 1);
     op->b = add_param(m, name, "bias", 1, (int64_t[]){n_out}, 0);
+    add_slot(m, op, n_in, n_out);
     return out;
 }
 
@@ -209,6 +222,16 @@ int cnn_build(CnnModel *m, const CnnConfig *cfg, Error *err) {
     ASSERT(m->ops[m->n_ops - 1].kind == OP_LINEAR && m->ops[m->n_ops - 1].out == m->n_acts - 1);
     params_finalize(&m->params);
     params_alloc_grads(&m->params);
+    /* adapter targets: one per slot, named as the module (the weight's name without ".weight") */
+    m->targets = xcalloc((size_t)m->n_slots, sizeof *m->targets);
+    for (int i = 0; i < m->n_slots; i++) {
+        AdapterTarget *t = &m->targets[m->n_targets++];
+        const char *wn = m->params.views[m->slots[i].w].name;
+        snprintf(t->name, sizeof t->name, "%.*s", (int)(strlen(wn) - strlen(".weight")), wn);
+        t->slot = &m->slots[i];
+        t->row0 = 0;
+        t->rows = m->slots[i].out;
+    }
     m->act = xcalloc((size_t)m->n_acts, sizeof *m->act);
     m->dact = xcalloc((size_t)m->n_acts, sizeof *m->dact);
     return 0;
@@ -271,7 +294,12 @@ void cnn_forward(CnnModel *m, float *logits, const float *x, int B, int train, A
         size_t n = (size_t)B * act_numel(m, op->in);
         float *w = data_or_null(ps, op->w), *b = data_or_null(ps, op->b);
         switch (op->kind) {
-        case OP_CONV: conv2d_forward(out, m->col_scratch, in, w, b, op->conv); break;
+        case OP_CONV: {
+            LinearSlot *sl = &m->slots[op->slot];
+            sl->conv.B = B;
+            conv_slot_forward(sl, ps, out, m->col_scratch, in, B, a);
+            break;
+        }
         case OP_BN: {
             BatchNormShape s = batchnorm_shape(B, sh->C, sh->H * sh->W);
             op->mean = arena_floats(a, (size_t)sh->C);
@@ -297,7 +325,7 @@ void cnn_forward(CnnModel *m, float *logits, const float *x, int B, int train, A
             maxpool2d_forward(out, op->argmax, in, op->pool);
             break;
         case OP_GAP: global_avgpool_forward(out, in, B, sh->C, sh->H * sh->W); break;
-        case OP_LINEAR: linear_forward(out, in, w, b, B, (int)act_numel(m, op->in), m->acts[op->out].C); break;
+        case OP_LINEAR: linear_slot_forward(&m->slots[op->slot], ps, out, in, B, a); break;
         }
     }
 }
@@ -324,7 +352,7 @@ void cnn_backward(CnnModel *m, const float *dlogits, Arena *a) {
         float *dw = grad_or_null(ps, op->w), *db = grad_or_null(ps, op->b);
         ASSERT(din || op->kind == OP_CONV); /* only a conv reads the image */
         switch (op->kind) {
-        case OP_CONV: conv2d_backward(din, dw, db, m->col_scratch, dout, in, w, op->conv); break;
+        case OP_CONV: conv_slot_backward(&m->slots[op->slot], ps, din, m->col_scratch, dout, in, B, a); break;
         case OP_BN:
             batchnorm_backward(din, dw, db, dout, in, w, op->mean, op->rstd, m->train,
                                batchnorm_shape(B, sh->C, sh->H * sh->W));
@@ -338,9 +366,7 @@ void cnn_backward(CnnModel *m, const float *dlogits, Arena *a) {
         }
         case OP_MAXPOOL: maxpool2d_backward(din, dout, op->argmax, op->pool); break;
         case OP_GAP: global_avgpool_backward(din, dout, B, sh->C, sh->H * sh->W); break;
-        case OP_LINEAR:
-            linear_backward(din, dw, db, dout, in, w, B, (int)act_numel(m, op->in), m->acts[op->out].C);
-            break;
+        case OP_LINEAR: linear_slot_backward(&m->slots[op->slot], ps, din, dout, in, B, a); break;
         }
     }
 }
@@ -351,5 +377,7 @@ void cnn_free(CnnModel *m) {
     free(m->acts);
     free(m->act);
     free(m->dact);
+    free(m->slots);
+    free(m->targets);
     memset(m, 0, sizeof *m);
 }

@@ -21,11 +21,17 @@
  *   (torchvision's num_batches_tracked is not kept: it only matters for momentum = None.)
  * running_mean/running_var live in the ParamSet (decay 0) so they save and load with the weights, but they
  * are never trainable: cnn_build marks them frozen, keep them frozen, and never hand them to an optimizer.
- * The train-mode forward updates them in place. */
+ * The train-mode forward updates them in place.
+ *
+ * Adapter targets (core/adapter.h): every conv is a conv slot named as its torchvision module (conv1,
+ * layer1.0.conv1, layer1.0.conv2, layer2.0.downsample.0; VGG features.0, features.3, ...), and the
+ * classifier (fc / classifier) a linear slot. An adapted conv convolves with W0 + the adapters' dW,
+ * materialized each forward in the arena (methods: reshape-LoRA = plain LoRA on a conv target, LAVA-conv). */
 #ifndef CORE_CNN_H
 #define CORE_CNN_H
 #include <stdint.h>
 
+#include "core/adapter.h"
 #include "core/arena.h"
 #include "core/common.h"
 #include "core/params.h"
@@ -51,6 +57,10 @@ typedef struct {
     int n_ops;
     struct CnnAct *acts; /* slot 0 is the input image, the last slot the logits */
     int n_acts;
+    LinearSlot *slots;   /* one per conv (is_conv) and one for the classifier, in layer order */
+    int n_slots;
+    AdapterTarget *targets; /* the slots by module name (conv1, layer1.0.conv1, ..., fc), one per slot */
+    int n_targets;
     /* State of the last forward, read by backward. Buffers live in the caller's arena. */
     float **act;         /* (n_acts) activations, B samples each */
     float **dact;        /* (n_acts) their gradients during backward */

@@ -17,6 +17,8 @@ int model_build(Model *m, const ModelConfig *cfg, Error *err) {
     } else {
         if (cnn_build(&m->u.cnn, &cfg->cnn, err)) return -1;
         m->params = &m->u.cnn.params;
+        m->targets = m->u.cnn.targets;
+        m->n_targets = m->u.cnn.n_targets;
         m->in_ch = cfg->cnn.in_ch;
         m->img_h = cfg->cnn.img_h;
         m->img_w = cfg->cnn.img_w;

@@ -16,7 +16,7 @@ typedef struct Model {
         CnnModel cnn;
     } u;
     ParamSet *params;        /* the backbone's parameters */
-    AdapterTarget *targets;  /* names adapters can attach to (ViT: linears and q/k/v slices) */
+    AdapterTarget *targets;  /* names adapters can attach to (ViT: linears and q/k/v slices; CNN: convs, classifier) */
     int n_targets;
     int in_ch, img_h, img_w, n_classes;
 } Model;

@@ -33,6 +33,34 @@ void idx_pixel_stats(const IdxSet *idx, float *mean, float *std) {
     *std = (float)sqrt(s2 / (double)total - m * m);
 }
 
+void imageset_channel_stats(const ImageSet *s, float *mean, float *std) {
+    size_t plane = (size_t)s->H * s->W;
+    for (int c = 0; c < s->C; c++) {
+        double a = 0, a2 = 0;
+        for (int i = 0; i < s->n; i++) {
+            const float *p = s->x + ((size_t)i * s->C + c) * plane;
+            for (size_t k = 0; k < plane; k++) {
+                a += p[k];
+                a2 += (double)p[k] * p[k];
+            }
+        }
+        double cnt = (double)s->n * (double)plane, m = cnt > 0 ? a / cnt : 0, v = cnt > 0 ? a2 / cnt - m * m : 0;
+        mean[c] = (float)m;
+        std[c] = (float)sqrt(v > 0 ? v : 0);
+    }
+}
+
+void imageset_normalize(ImageSet *s, const float *mean, const float *std) {
+    size_t plane = (size_t)s->H * s->W;
+    for (int c = 0; c < s->C; c++) ASSERT(std[c] > 0);
+#pragma omp parallel for schedule(static) if (s->n > 64)
+    for (int i = 0; i < s->n; i++)
+        for (int c = 0; c < s->C; c++) {
+            float *p = s->x + ((size_t)i * s->C + c) * plane, m = mean[c], inv = 1.0f / std[c];
+            for (size_t k = 0; k < plane; k++) p[k] = (p[k] - m) * inv;
+        }
+}
+
 ImageSet imageset_head(const ImageSet *s, int n) {
     ImageSet v = *s;
     v.n = MIN(n, s->n);

@@ -19,6 +19,10 @@ typedef struct ImageSet {
 void imageset_from_idx(ImageSet *s, const IdxSet *idx, float mean, float std);
 /* Mean and standard deviation of all pixels / 255 (double accumulation). */
 void idx_pixel_stats(const IdxSet *idx, float *mean, float *std);
+/* Per-channel mean and standard deviation of s->x (C values each; double accumulation). */
+void imageset_channel_stats(const ImageSet *s, float *mean, float *std);
+/* In place: x[c] = (x[c] - mean[c]) / std[c] for every sample and channel c (C values each). */
+void imageset_normalize(ImageSet *s, const float *mean, const float *std);
 /* A view of the first n samples (shares memory; do not free it). */
 ImageSet imageset_head(const ImageSet *s, int n);
 /* xb (B, C, H, W), yb (B) = samples idx[0..B); hflip: flip sample i when U(seed, stream, idx[i]) < 0.5. */

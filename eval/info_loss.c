@@ -102,6 +102,46 @@ int info_loss(InfoLoss *out, const float *G, const float *B, const float *A, int
     return 0;
 }
 
+int info_loss_xs(InfoLoss *out, const float *G, const float *B, const float *A, int m, int n, int r, Error *err) {
+    ASSERT(out && G && B && A && m >= 1 && n >= 1 && r >= 1);
+    memset(out, 0, sizeof *out);
+    size_t mn = (size_t)m * n;
+    if (!all_finite(G, mn)) return err_set(err, "info_loss_xs: G (%d,%d) has a non-finite entry", m, n);
+    float *QB, *QA;
+    int kb, ka;
+    if (tangent_bases(&QB, &kb, &QA, &ka, B, A, m, n, r, "info_loss_xs", err) != 0) return -1;
+    double *R = to_double(G, mn);
+    out->g_norm = frob(R, mn);
+    if (kb > 0 && ka > 0) {
+        double *C = xcalloc((size_t)kb * ka, sizeof *C), *y = xmalloc((size_t)ka * sizeof *y);
+        for (int i = 0; i < m; i++) { /* C = QB^T G QA (kb,ka), one row of G QA at a time */
+            for (int l = 0; l < ka; l++) {
+                double acc = 0;
+                for (int j = 0; j < n; j++) acc += R[(size_t)i * n + j] * (double)QA[(size_t)j * ka + l];
+                y[l] = acc;
+            }
+            for (int b = 0; b < kb; b++)
+                for (int l = 0; l < ka; l++) C[(size_t)b * ka + l] += (double)QB[(size_t)i * kb + b] * y[l];
+        }
+        for (int i = 0; i < m; i++) /* R -= QB C QA^T */
+            for (int j = 0; j < n; j++) {
+                double acc = 0;
+                for (int b = 0; b < kb; b++) {
+                    double qb = QB[(size_t)i * kb + b];
+                    for (int l = 0; l < ka; l++) acc += qb * C[(size_t)b * ka + l] * (double)QA[(size_t)j * ka + l];
+                }
+                R[(size_t)i * n + j] -= acc;
+            }
+        free(C), free(y);
+    }
+    out->res_norm = frob(R, mn);
+    out->ratio = out->g_norm > 0 ? out->res_norm / out->g_norm : 0.0;
+    out->rank_b = kb;
+    out->rank_a = ka;
+    free(R), free(QB), free(QA);
+    return 0;
+}
+
 void tangent_project(float *P, const float *M, const float *QB, int kb, const float *QA, int ka, int m, int n) {
     ASSERT(P && M && P != M && m >= 1 && n >= 1 && kb >= 0 && ka >= 0);
     ASSERT((kb == 0 || QB) && (ka == 0 || QA));

@@ -22,6 +22,11 @@ typedef struct {
 /* G (m,n), B (m,r), A (r,n). Returns -1 with err on a non-finite entry of G, B or A (or LAPACK failing). */
 int info_loss(InfoLoss *out, const float *G, const float *B, const float *A, int m, int n, int r, Error *err);
 
+/* The same for an adapter whose outer factors are frozen (LoRA-XS: dW = s B R A, only R trains): its tangent
+ * space is {Q_B X Q_A^T}, so res_norm = ||G - Q_B Q_B^T G Q_A Q_A^T||_F (METHODS.md: "for LoRA-XS, Q_B Q_B^T M
+ * Q_A Q_A^T"). */
+int info_loss_xs(InfoLoss *out, const float *G, const float *B, const float *A, int m, int n, int r, Error *err);
+
 /* P (m,n) = P_T(M) for M (m,n), QB (m,kb), QA (n,ka) with orthonormal columns (kb or ka may be 0, then that
  * factor is NULL-able). P must not alias M. */
 void tangent_project(float *P, const float *M, const float *QB, int kb, const float *QA, int ka, int m, int n);

@@ -1,22 +1,28 @@
 /* experiments/runexp_main.c: the `runexp` command (docs/runexp.md).
  *   runexp CONFIG [key=value ...] [--jobs N] [--cell I] [--dry-run] [--force] [--threads N] [--log-every N]
  *   runexp report CONFIG [key=value ...]
- *   runexp status CONFIG [key=value ...]     every run with its state (= --dry-run)
+ *   runexp status CONFIG [key=value ...]     every run with its state, from the DB and squeue (sweep.h)
  *   runexp query [--db PATH] [--csv] "SQL"
- *   runexp collect DB SHARD.db ...        (merge per-run shard databases) */
+ *   runexp collect DB SHARD.db ...        (merge per-run shard databases)
+ *   runexp sweep CONFIG --slurm [...], runexp status CONFIG, runexp collect CONFIG: experiments/sweep.h */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "experiments/data_cmd.h"
 #include "experiments/runner.h"
+#include "experiments/sweep.h"
 #include "results/db.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: runexp CONFIG.yaml [key=value ...] [--jobs N] [--cell I] [--dry-run] [--force] [--threads N]\n"
             "       runexp report CONFIG.yaml [key=value ...]\n"
-            "       runexp status CONFIG.yaml [key=value ...]   (runs, their state, counts; same as --dry-run)\n"
+            "       runexp status CONFIG.yaml [key=value ...]   (every run: done/running/pending/failed/...)\n"
+            "       runexp sweep CONFIG.yaml --slurm [key=value ...] [--retry-failed] [--dry-run] [...]\n"
+            "       runexp collect CONFIG.yaml [key=value ...]  (merge results.shard shards into runs.db)\n"
             "       runexp query [--db runs/runs.db] [--csv] \"SELECT ...\"\n"
+            "       runexp data mini-vtab --out DIR [--size 32] [--seed S]   (runexp data tasks: the VTAB-1k table)\n"
             "       runexp collect runs/runs.db SHARD.db ...\n"
             "Runs every cell of the experiment not yet finished (resuming interrupted ones), recording to\n"
             "<output>/runs.db and <output>/<name>/<run id>/run.h5. See docs/runexp.md.\n");
@@ -39,6 +45,10 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     Error err = {{0}};
+    if (!strcmp(argv[1], "sweep") || !strcmp(argv[1], "status") ||
+        (!strcmp(argv[1], "collect") && argc >= 3 && sweep_is_config(argv[2])))
+        return sweep_command(argc - 1, argv + 1); /* experiments/sweep.h, docs/cluster.md */
+    if (!strcmp(argv[1], "data")) return runexp_data_main(argc - 1, argv + 1); /* experiments/data_cmd.h */
     if (!strcmp(argv[1], "query")) {
         const char *db_path = "runs/runs.db", *sql = NULL;
         int csv = 0;
@@ -79,6 +89,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) { if (parse_int(a, i + 1 < argc ? argv[++i] : NULL, &o.threads)) return 2; }
         else if (!strcmp(a, "--log-every")) { if (parse_int(a, i + 1 < argc ? argv[++i] : NULL, &o.log_every)) return 2; }
         else if (!strcmp(a, "--dry-run")) o.dry_run = 1;
+        else if (!strcmp(a, "--no-requires")) o.no_requires = 1;
         else if (!strcmp(a, "--force")) o.force = 1;
         else if (strchr(a, '=') && a[0] != '-') ov[o.n_overrides++] = a;
         else {

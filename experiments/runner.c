@@ -16,7 +16,9 @@
 #include "core/threads.h"
 #include "core/vit_io.h"
 #include "grid.h"
+#include "metrics.h"
 #include "methods/init.h"
+#include "methods/lava.h"
 #include "methods/lora.h"
 #include "methods/peft_io.h"
 #include "results/db.h"
@@ -24,6 +26,7 @@
 #include "results/h5rec.h"
 #include "results/report.h"
 #include "schema.h"
+#include "sweep.h"
 #include "task.h"
 #include "train.h"
 
@@ -159,6 +162,7 @@ typedef struct RunCtx {
     int log_every, tty, io_failed;
     double t_start;
     Error io_err;
+    Metrics *mx; /* research metrics (NULL: none) */
 } RunCtx;
 
 static void ctx_step(void *p, long step, double loss, float lr, double gn, double img_s) {
@@ -168,6 +172,7 @@ static void ctx_step(void *p, long step, double loss, float lr, double gn, doubl
     double vals[4] = {loss, lr, gn, img_s};
     for (int i = 0; i < 4 && !c->io_failed; i++)
         if (h5rec_append(c->h5, names[i], step, vals[i], &c->io_err)) c->io_failed = 1;
+    if (c->mx && !c->io_failed && metrics_on_step(c->mx, step, loss, &c->io_err)) c->io_failed = 1;
     long done = step + 1;
     if (c->tty) {
         double el = now_seconds() - c->t_start, rate = el > 0 ? done / el : 0;
@@ -178,6 +183,11 @@ static void ctx_step(void *p, long step, double loss, float lr, double gn, doubl
         printf("%s step %ld/%ld loss %.5f lr %.3g %.0f img/s\n", c->label, done, c->total, loss, lr, img_s);
         fflush(stdout);
     }
+}
+/* LAVA: the regularizer's penalty per step, its own series */
+static void ctx_penalty(void *p, long step, double penalty) {
+    RunCtx *c = p;
+    if (!c->io_failed && h5rec_append(c->h5, "train/reg_penalty", step, penalty, &c->io_err)) c->io_failed = 1;
 }
 static void ctx_eval(void *p, int epoch, double acc, double loss, double train_s) {
     RunCtx *c = p;
@@ -253,6 +263,22 @@ static int init_options(const CfgNode *c, const char *init, const char ***kv, in
     return 0;
 }
 
+/* method.lava.* -> the kind options (methods/lava.h); lambda / factors / init apply to lava and lava_conv only. */
+static int lava_options(AdapterOptions *o, const AdapterKind *kind, const CfgNode *c, Error *err) {
+    memset(o, 0, sizeof *o);
+    if (kind != &ADAPTER_LAVA && kind != &ADAPTER_LAVA_CONV) return 0;
+    double lambda;
+    const char *factors, *init;
+    if (cfg_get_double(c, "method.lava.lambda", 0.1, &lambda, err) ||
+        cfg_get_string(c, "method.lava.factors", "", &factors, err) ||
+        cfg_get_string(c, "method.lava.init", "v_zero", &init, err) ||
+        lava_parse_factors(kind, factors, "method.lava.factors", &o->reg_mask, err) ||
+        lava_parse_init(init, "method.lava.init", &o->init_variant, err))
+        return -1;
+    o->reg_lambda = (float)lambda;
+    return 0;
+}
+
 static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t seed, const ImageSet *train,
                          const TrainConfig *tc, long total_steps, int *attached, InitResult *ires, Error *err) {
     const char *adapter, *init;
@@ -269,7 +295,8 @@ static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t se
         return -1;
     params_set_all_trainable(m->params, 0);
     if (head && m->family == MODEL_VIT) params_set_trainable(m->params, "head.*", 1);
-    if (head && m->family == MODEL_CNN) params_set_trainable(m->params, "fc.*", 1);
+    if (head && m->family == MODEL_CNN)
+        params_set_trainable(m->params, m->u.cnn.cfg.kind == CNN_VGG ? "classifier.*" : "fc.*", 1);
     params_alloc_grads(m->params);
     int rc = 0;
     if (strcmp(adapter, "none")) {
@@ -280,7 +307,8 @@ static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t se
         else if (m->n_targets == 0) rc = err_set(err, "backbone.family has no adapter targets yet (ViT only)");
         else {
             AdapterSpec spec = {.kind = kind, .r = (int)rank, .alpha = (float)alpha, .rslora = rs};
-            rc = adapters_attach(ad, m->targets, m->n_targets, m->params, targets, nt, &spec, seed, err) < 0 ? -1 : 0;
+            rc = lava_options(&spec.opt, kind, c, err) ? -1 :
+                 adapters_attach(ad, m->targets, m->n_targets, m->params, targets, nt, &spec, seed, err) < 0 ? -1 : 0;
             *attached = rc == 0;
             if (!rc) {
                 InitDataCtx dctx = {.train = train, .perm = xmalloc(sizeof(int) * (size_t)train->n), .seed = seed};
@@ -324,7 +352,16 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
                     const RunnerOptions *o, const char *db_path, Error *err) {
     const CfgNode *c = gr->cfg;
     Db *db = NULL;
-    if (db_open(&db, db_path, err)) return RUN_FAILED;
+    char shard_path[PATH_MAX_LEN + 48];
+    if (o->shard) { /* results.shard: the run's own database; runexp collect merges it (docs/cluster.md) */
+        snprintf(shard_path, sizeof shard_path, "%s/shards/%s.db", out, gr->id);
+        db_path = shard_path;
+    }
+    if (db_open_opts(&db, db_path, &(DbOptions){.shard = o->shard}, err) ||
+        (o->shard && db_experiment(db, exp_name, NULL, &exp_id, err))) {
+        db_close(db);
+        return RUN_FAILED;
+    }
     char status[32];
     if (db_run_status(db, gr->id, status, sizeof status, err)) { db_close(db); return RUN_FAILED; }
     if (!strcmp(status, "done") && !o->force) {
@@ -364,8 +401,10 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     int built = 0, attached = 0, opt_made = 0, result = RUN_FAILED;
     const char *ckpt_in = NULL, *save = NULL;
     int skip_head = 0;
-    double init_s = 0;
+    double init_s = 0, ft_s = 0;
     InitResult ires = {0};
+    Metrics *mx = NULL;
+    MetricsConfig mcfg;
     if (task_load(&train, &test, c, err) || model_config(&mc, c, err) || train_config(&tc, c, gr->seed, err) ||
         cfg_get_string(c, "backbone.checkpoint", NULL, &ckpt_in, err) ||
         cfg_get_bool(c, "backbone.skip_head", 0, &skip_head, err) || cfg_get_string(c, "save", NULL, &save, err) ||
@@ -385,7 +424,12 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     /* the run's step count: the schedule's, LoRA-SB's first-step lr and the progress line all use it */
     long total_steps = tc.max_steps > 0 ? tc.max_steps : (long)tc.epochs * (tc.batch > 0 ? train.n / tc.batch : 0);
     if (finetune && !pretrain) {
-        double t0 = now_seconds();
+        double t0;
+        /* research metrics: their pretrained point (G_full) is taken before the initializer runs */
+        if (metrics_config(&mcfg, c, err) ||
+            metrics_create(&mx, &mcfg, c, &m, &train, (uint64_t)gr->seed, tc.batch, tc.label_smoothing, err))
+            goto fail;
+        t0 = now_seconds();
         if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total_steps, &attached, &ires, err)) goto fail;
         init_s = now_seconds() - t0;
     }
@@ -411,10 +455,18 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     if (!rc && ires.note[0]) rc = h5rec_set_attr(h5, "init_note", ires.note, err);
     for (int i = 0; !rc && !resume && ires.series && i < ires.n_series; i++)
         rc = h5rec_append(h5, ires.series_name, i, ires.series[i], err);
+    for (int k = 0; !rc && !resume && k < ires.n_rows; k++) /* more init series (ABM: per layer, cost) */
+        for (int i = 0; !rc && i < ires.rows[k].n_steps; i++)
+            rc = h5rec_append_row(h5, ires.rows[k].name, i, ires.rows[k].values + (size_t)i * ires.rows[k].n_cols,
+                                  ires.rows[k].n_cols, (const char *const *)ires.rows[k].col_names, err);
+    char initp[PATH_MAX_LEN + 32];
+    snprintf(initp, sizeof initp, "%s/adapter_init.safetensors", dir);
+    if (!rc && attached && mx) rc = metrics_begin(mx, &ad, h5, db, gr->id, initp, resume, total_steps, err);
     if (rc) goto fail;
     TrainState st = {0};
     if (resume) {
         if (ckpt_load(ckp, &m, attached ? &ad : NULL, &opt, &st, err) || h5rec_truncate_after(h5, st.step, err)) goto fail;
+        if (attached && metrics_resume(mx, st.step, err)) goto fail;
         printf("%s resumed at step %ld\n", label, st.step);
     }
     TrainResult tr = {0};
@@ -422,11 +474,15 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
                   .log_every = o->log_every > 0 ? o->log_every : 50, .tty = isatty(2), .t_start = now_seconds(),
                   .last_step = st.step - 1};
     ctx.total = total_steps;
+    ctx.mx = attached ? mx : NULL;
     if (pretrain || finetune) {
+        double t_ft = now_seconds();
         TrainHooks hooks = {.ctx = &ctx, .on_step = ctx_step, .on_eval = ctx_eval, .on_checkpoint = ctx_checkpoint,
+                            .on_penalty = ctx_penalty,
                             .should_stop = ctx_stop};
         if (train_classifier(&m, attached ? &ad : NULL, &opt, &st, &train, &test, &tc, &hooks, &tr, err)) goto fail;
         if (ctx.io_failed) { *err = ctx.io_err; goto fail; }
+        ft_s = now_seconds() - t_ft;
         if (tr.interrupted) {
             Error e2;
             h5rec_close(h5, &e2);
@@ -462,6 +518,7 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
         goto fail;
     int same_rank = 1;
     for (int i = 1; attached && i < ad.n; i++) same_rank &= ad.a[i].r == ad.a[0].r;
+    for (int i = 0; attached && i < ad.n; i++) same_rank &= ad.a[i].kh == 0; /* conv adapters: PEFT wants 4-D shapes */
     if (attached && ad.n && ad.a[0].kind == &ADAPTER_LORA && same_rank) { /* the same adapter for PEFT users */
         char pd[PATH_MAX_LEN + 24];
         snprintf(pd, sizeof pd, "%s/peft_adapter", dir);
@@ -473,6 +530,11 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     double vals[] = {tr.test_acc, tr.test_loss, tr.last_loss, tr.train_s, tr.img_s, (double)tr.steps, (double)trainable,
                      init_s, ires.wall_s, ires.batches_used, ires.changed_w0, ires.changed_function};
     if (db_put_results(db, gr->id, keys, vals, NULL, 12, err) || db_run_h5(db, gr->id, h5p, err)) goto fail;
+    if (finetune && !pretrain) { /* drift, spectra, per-layer summaries, cost (experiments/metrics.h) */
+        MetricsCost cost = {.init_s = init_s, .finetune_wall_s = ft_s, .train_s = tr.train_s};
+        if (metrics_end(attached ? mx : NULL, db, gr->id, &cost, err)) goto fail;
+        if (attached && mx && db_put_artifact(db, gr->id, "adapter_init", initp, err)) goto fail;
+    }
     if (h5rec_close(h5, err)) { h5 = NULL; goto fail; }
     h5 = NULL;
     unlink(ckp);
@@ -494,6 +556,8 @@ fail:
     result = RUN_FAILED;
 done:
     free(ires.series);
+    for (int k = 0; k < ires.n_rows; k++) free(ires.rows[k].values), free(ires.rows[k].col_names);
+    metrics_free(mx);
     if (opt_made) optim_free(&opt);
     if (attached) adapters_free(&ad, m.targets, m.n_targets);
     if (built) model_free(&m);
@@ -512,7 +576,7 @@ static int run_config(const char *config_path, const RunnerOptions *o, int depth
     int nreq = 0, rc = 0;
     if (cfg_get_strlist(root, "requires", &req, &nreq, err)) { cfg_free(root); return -1; }
     RunnerOptions ro = {.jobs = o->jobs, .cell = -1, .threads = o->threads, .log_every = o->log_every};
-    for (int i = 0; i < nreq && !o->dry_run; i++) {
+    for (int i = 0; i < nreq && !o->dry_run && !o->no_requires; i++) {
         printf("== %s requires %s\n", config_path, req[i]);
         int r = run_config(req[i], &ro, depth + 1, err);
         if (r) { rc = r < 0 ? -1 : r; break; }
@@ -524,16 +588,25 @@ static int run_config(const char *config_path, const RunnerOptions *o, int depth
     if (!root) return -1;
     const char *name, *out;
     GridPlan plan;
+    int shard = 0;
     if (cfg_get_string(root, "name", NULL, &name, err) || cfg_get_string(root, "output", "runs", &out, err) ||
-        grid_expand(root, &SCHEMA_EXPERIMENT, &plan, err)) {
+        cfg_get_bool(root, "results.shard", 0, &shard, err) || grid_expand(root, &SCHEMA_EXPERIMENT, &plan, err)) {
         cfg_free(root);
         return -1;
     }
-    char db_path[PATH_MAX_LEN];
+    RunnerOptions with_shard = *o;
+    with_shard.shard = shard;
+    o = &with_shard;
+    char db_path[PATH_MAX_LEN], shard_dir[PATH_MAX_LEN + 8];
     snprintf(db_path, sizeof db_path, "%s/runs.db", out);
+    snprintf(shard_dir, sizeof shard_dir, "%s/shards", out);
     Db *db = NULL;
     int64_t exp_id = 0;
-    if (mkdirs(out, err) || db_open(&db, db_path, err) || db_experiment(db, name, config_path, &exp_id, err)) {
+    /* results.shard: runs record into shards; an array task (--cell) never opens the shared runs.db */
+    int use_main = !(shard && o->cell >= 0 && !o->dry_run);
+    if (mkdirs(out, err) || (shard && mkdirs(shard_dir, err)) ||
+        (use_main && (db_open_opts(&db, db_path, &(DbOptions){.shard = shard}, err) ||
+                      db_experiment(db, name, config_path, &exp_id, err)))) {
         db_close(db);
         grid_plan_free(&plan);
         cfg_free(root);
@@ -602,6 +675,11 @@ static int run_config(const char *config_path, const RunnerOptions *o, int depth
             }
         }
         free(pids);
+    }
+    if (shard && o->cell < 0) { /* a local run of a sharded config: into runs.db, where status and report look */
+        Error e2;
+        int merged;
+        if (sweep_collect_dir(out, &merged, &e2)) fprintf(stderr, "runexp: %s\n", e2.msg), failed++;
     }
     grid_plan_free(&plan);
     cfg_free(root);
@@ -690,8 +768,9 @@ int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
         const CfgNode *t = tables->items[i];
         ReportTable rt = {.experiment = name, .higher_is_better = 1, .decimals = 2, .run_ids = ids,
                           .n_run_ids = plan.n_runs};
-        const char **ro = NULL, **rl = NULL, **co = NULL, **cl = NULL, **wh = NULL;
-        int nro = 0, nrl = 0, nco = 0, ncl = 0, nwh = 0, hib = 1, om = 0, hs = 0;
+        const char **ro = NULL, **rl = NULL, **co = NULL, **cl = NULL, **wh = NULL, **ms = NULL, **lb = NULL;
+        int nro = 0, nrl = 0, nco = 0, ncl = 0, nwh = 0, hib = 1, om = 0, hs = 0, nms = 0, nlb = 0;
+        int *lower = NULL;
         long dec = 2;
         double scale = 1;
         rc = cfg_get_string(t, "name", NULL, &rt.name, err) || cfg_get_string(t, "title", NULL, &rt.title, err) ||
@@ -701,8 +780,19 @@ int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
              cfg_get_bool(t, "higher_is_better", 1, &hib, err) || cfg_get_bool(t, "overall_mean", 0, &om, err) ||
              cfg_get_bool(t, "hide_std", 0, &hs, err) || strlist(t, "row_order", &ro, &nro, err) ||
              strlist(t, "row_labels", &rl, &nrl, err) || strlist(t, "col_order", &co, &nco, err) ||
-             strlist(t, "col_labels", &cl, &ncl, err) || strlist(t, "where", &wh, &nwh, err)
+             strlist(t, "col_labels", &cl, &ncl, err) || strlist(t, "where", &wh, &nwh, err) ||
+             strlist(t, "metrics", &ms, &nms, err) || strlist(t, "lower_is_better", &lb, &nlb, err)
                  ? -1 : 0;
+        if (!rc && nms) { /* metric columns: lower_is_better names some of them */
+            lower = xcalloc((size_t)nms, sizeof *lower);
+            for (int k = 0; k < nlb && !rc; k++) {
+                int hit = 0;
+                for (int j = 0; j < nms; j++) if (!strcmp(lb[k], ms[j])) lower[j] = 1, hit = 1;
+                if (!hit) rc = err_set(err, "%s: report table '%s': lower_is_better names '%s', which is not in its "
+                                            "metrics", config_path, rt.name ? rt.name : "?", lb[k]);
+            }
+            rt.metrics = ms; rt.n_metrics = nms; rt.lower_is_better = lower;
+        }
         if (!rc) {
             rt.scale = scale;
             rt.decimals = (int)dec;
@@ -718,14 +808,14 @@ int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
             free((void *)rt.group_of_col);
             if (!rc) printf("wrote %s/%s.md, .tex, .csv\n", dir, rt.name), n_out++;
         }
-        free(ro); free(rl); free(co); free(cl); free(wh);
+        free(ro); free(rl); free(co); free(cl); free(wh); free(ms); free(lb); free(lower);
     }
     for (int i = 0; figs && i < figs->n && !rc; i++) {
         const CfgNode *t = figs->items[i];
         FigureOptions fo = {.run_ids = ids, .n_run_ids = plan.n_runs};
         const char *series, *group_by;
         const char **go = NULL, **wh = NULL;
-        int ngo = 0, nwh = 0, lx = 0, ly = 0, nb = 0, svg = 0, pdf = 0;
+        int ngo = 0, nwh = 0, lx = 0, ly = 0, nb = 0, svg = 0, pdf = 0, allc = 0, prof = 0;
         long smooth = 0;
         rc = cfg_get_string(t, "name", NULL, &fo.name, err) || cfg_get_string(t, "series", NULL, &series, err) ||
              cfg_get_string(t, "group_by", NULL, &group_by, err) || cfg_get_string(t, "title", NULL, &fo.title, err) ||
@@ -734,10 +824,12 @@ int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
              cfg_get_bool(t, "log_y", 0, &ly, err) || cfg_get_bool(t, "no_band", 0, &nb, err) ||
              cfg_get_bool(t, "svg", 0, &svg, err) || cfg_get_bool(t, "pdf", 0, &pdf, err) ||
              cfg_get_int(t, "smooth", 0, &smooth, err) || strlist(t, "group_order", &go, &ngo, err) ||
+             cfg_get_bool(t, "all_columns", 0, &allc, err) || cfg_get_bool(t, "profile", 0, &prof, err) ||
              strlist(t, "where", &wh, &nwh, err)
                  ? -1 : 0;
         if (!rc) {
             fo.log_x = lx; fo.log_y = ly; fo.no_band = nb; fo.svg = svg; fo.pdf = pdf; fo.smooth = (int)smooth;
+            fo.all_columns = allc; fo.profile = prof;
             fo.group_order = go; fo.n_group_order = ngo; fo.where = wh; fo.n_where = nwh;
             rc = figure_series_path(db_path, name, series, group_by, &fo, dir, err);
             if (!rc) printf("wrote %s/%s.png\n", dir, fo.name), n_out++;

@@ -18,6 +18,8 @@ typedef struct RunnerOptions {
     int force;         /* rerun finished runs */
     int threads;       /* CPU threads per run (0: all / jobs) */
     int log_every;     /* progress line every N steps when not on a TTY (0: 50) */
+    int no_requires;   /* do not run the `requires` configs first (sweep array tasks: scheduled before them) */
+    int shard;         /* set by the runner from results.shard: each run records into <output>/shards/<id>.db */
 } RunnerOptions;
 
 /* Returns 0 when every selected run finished, 1 when some failed, 130 when interrupted, -1 on a config

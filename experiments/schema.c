@@ -57,18 +57,48 @@ static const SchemaKey BACKBONE_KEYS[] = {
 };
 
 static const SchemaKey DATASET_KEYS[] = {
-    {"name", SCHEMA_ENUM, SK_REQUIRED, .values = VALUES("fashion_mnist"), .doc = "which loader"},
+    {"name", SCHEMA_ENUM, SK_REQUIRED, .values = VALUES("fashion_mnist", "vtab", "mini_vtab", "cifar10"),
+     .doc = "which loader (docs/data.md)"},
     {"transform", SCHEMA_ENUM, .def = "none", .values = VALUES("none", "rot90", "vflip", "invert"),
      .doc = "a fixed transform of every image: a new task from the same data"},
     {"path", SCHEMA_STRING, SK_FILE, .doc = "the data folder or file"},
     {"train_n", SCHEMA_INT, NONNEG, .def = "0", .doc = "use the first N training examples (0: all)"},
     {"test_n", SCHEMA_INT, NONNEG, .def = "0", .doc = "use the first N test examples (0: all)"},
+    /* vtab, mini_vtab, cifar10 (experiments/task.h). No .def: a default would be filled into every config
+     * (fashion_mnist ones too) and change their run ids; task.c applies the defaults named in .doc. */
+    {"root", SCHEMA_STRING, .doc = "folder of the task folders (vtab), of the generated suite (mini_vtab: "
+                                   "runs/data/mini-vtab) or of the .bin files (cifar10)"},
+    {"task", SCHEMA_ENUM, .values = VALUES("cifar", "caltech101", "dtd", "oxford_flowers102", "oxford_iiit_pet", "svhn",
+                                           "sun397", "patch_camelyon", "eurosat", "resisc45", "diabetic_retinopathy",
+                                           "clevr_count", "clevr_dist", "dmlab", "kitti", "dsprites_loc",
+                                           "dsprites_ori", "smallnorb_azi", "smallnorb_ele"),
+     .doc = "VTAB-1k task folder (vtab, mini_vtab)"},
+    {"split", SCHEMA_ENUM, .values = VALUES("train800val200", "train800", "val200", "test"),
+     .doc = "training list (default train800val200)"},
+    {"eval_split", SCHEMA_ENUM, .values = VALUES("test", "val200", "train800", "train800val200"),
+     .doc = "evaluation list (default test)"},
+    {"normalize", SCHEMA_ENUM, .values = VALUES("imagenet", "inception", "dataset", "none", "custom"),
+     .doc = "per-channel normalization (default: imagenet for vtab, dataset otherwise)"},
+    {"mean", SCHEMA_LIST, .elem = LIST_OF(.type = SCHEMA_FLOAT), .doc = "normalize: custom: 1 or in_ch means"},
+    {"std", SCHEMA_LIST, .elem = LIST_OF(.type = SCHEMA_FLOAT, .flags = SK_MIN, .min = 1e-12),
+     .doc = "normalize: custom: 1 or in_ch standard deviations"},
+    {"gen_seed", SCHEMA_INT, NONNEG, .doc = "mini_vtab: generator seed (default 0)"},
+    {"gen_size", SCHEMA_INT, SK_MIN | SK_MAX, .min = 16, .max = 256, .doc = "mini_vtab: image side (default 32)"},
+    END,
+};
+
+static const SchemaKey LAVA_KEYS[] = {
+    {"lambda", SCHEMA_FLOAT, NONNEG, .def = "0.1", .doc = "weight of the orthogonality penalty lambda ||F^T F - I||^2"},
+    {"factors", SCHEMA_STRING,
+     .doc = "regularized factors: lava in (A^T, default) | out (B) | both; lava_conv U (default), U+V, ..., all"},
+    {"init", SCHEMA_ENUM, .def = "v_zero", .values = VALUES("v_zero", "u_zero"),
+     .doc = "lava_conv default init: V = 0 (U, X, Y random) or U = 0 (V, X, Y random)"},
     END,
 };
 
 static const SchemaKey METHOD_KEYS[] = {
-    {"adapter", SCHEMA_ENUM, .def = "lora", .values = VALUES("lora", "dora", "lora_xs", "none"),
-     .doc = "parameterization (methods/: LoRA, DoRA, LoRA-XS; none = head only)"},
+    {"adapter", SCHEMA_ENUM, .def = "lora", .values = VALUES("lora", "dora", "lora_xs", "lava", "lava_conv", "none"),
+     .doc = "parameterization (methods/: LoRA, DoRA, LoRA-XS, LAVA, LAVA-conv; none = head only)"},
     {"rank", SCHEMA_INT, POSITIVE_INT, .def = "8", .doc = "adapter rank r"},
     {"alpha", SCHEMA_FLOAT, NONNEG, .def = "16", .doc = "scale alpha / r (alpha / sqrt r with rslora)"},
     {"rslora", SCHEMA_BOOL, .def = "false", .doc = "rank-stabilized scaling alpha / sqrt(r)"},
@@ -79,6 +109,7 @@ static const SchemaKey METHOD_KEYS[] = {
                       "lora_sb", "cnt_lora", "abm"),
      .doc = "initializer (methods/)"},
     {"params", SCHEMA_ANY, .doc = "free-form method-specific settings (method.params.abm.margin)"},
+    {"lava", SCHEMA_MAP, .keys = LAVA_KEYS, .doc = "LAVA regularizer and init (adapter lava / lava_conv)"},
     {"train_head", SCHEMA_BOOL, .def = "true", .doc = "fine-tune the classifier head with the adapters"},
     END,
 };
@@ -114,6 +145,47 @@ static const SchemaKey RECORD_KEYS[] = {
     END,
 };
 
+/* results: and slurm: change where and how runs are recorded and scheduled, never what they compute (docs/cluster.md) */
+static const SchemaKey RESULTS_KEYS[] = {
+    {"shard", SCHEMA_BOOL, SK_NOHASH,
+     .doc = "true: each run records into <output>/shards/<run id>.db (shared filesystems); runexp collect merges"},
+    END,
+};
+
+static const SchemaKey SLURM_KEYS[] = {
+    {"partition", SCHEMA_STRING, SK_NOHASH, .doc = "sbatch --partition"},
+    {"account", SCHEMA_STRING, SK_NOHASH, .doc = "sbatch --account"},
+    {"time", SCHEMA_STRING, SK_NOHASH, .doc = "sbatch --time per run, e.g. 2:00:00"},
+    {"mem", SCHEMA_STRING, SK_NOHASH, .doc = "sbatch --mem per run, e.g. 16G"},
+    {"cpus_per_task", SCHEMA_INT, SK_NOHASH | POSITIVE_INT, .doc = "sbatch --cpus-per-task (= the run's threads)"},
+    {"gpus_per_task", SCHEMA_INT, SK_NOHASH | NONNEG, .doc = "sbatch --gpus-per-task"},
+    {"max_parallel", SCHEMA_INT, SK_NOHASH | POSITIVE_INT, .doc = "at most this many array tasks at once (%K)"},
+    END,
+};
+
+/* metrics: the research metrics of fine-tuning runs (experiments/metrics.h, docs/metrics.md). Absent = the
+ * defaults below (cheap ones on); the section is part of the run id when present. */
+static const SchemaKey GRAD_VAR_KEYS[] = {
+    {"mode", SCHEMA_ENUM, .def = "cheap", .values = VALUES("off", "cheap", "exact"),
+     .doc = "cheap: over the K training steps ending at a recorded step; exact: K extra mini-batches, no update"},
+    {"window", SCHEMA_INT, SK_MIN, .min = 2, .def = "10", .doc = "K"},
+    END,
+};
+static const SchemaKey METRICS_KEYS[] = {
+    {"enabled", SCHEMA_BOOL, .def = "true", .doc = "false: no research metric (the cost results are still put)"},
+    {"every", SCHEMA_INT, NONNEG, .def = "50", .doc = "record every N steps, besides step 0 and the end (0: only those)"},
+    {"batch", SCHEMA_INT, NONNEG, .def = "0", .doc = "images of the fixed metrics batch (0: trainer.batch)"},
+    {"info_loss", SCHEMA_BOOL, .def = "true", .doc = "information loss per layer at recorded steps"},
+    {"info_loss_decompose", SCHEMA_BOOL, .def = "true",
+     .doc = "total / irreducible / reducible against the pretrained point"},
+    {"grad_var", SCHEMA_MAP, .keys = GRAD_VAR_KEYS, .doc = "gradient variance of A and B"},
+    {"drift", SCHEMA_BOOL, .def = "true", .doc = "at the end: cosine and spectral norm of final - init"},
+    {"spectra", SCHEMA_BOOL, .def = "true", .doc = "at the end: singular values of each final dW"},
+    {"spectra_tol", SCHEMA_FLOAT, SK_MIN | SK_MAX, .min = 0, .max = 1, .def = "1e-3",
+     .doc = "numerical rank: sigma_i > tol sigma_1"},
+    END,
+};
+
 /* report.tables[] and report.figures[] mirror results/report.h ReportTable and results/figure.h FigureOptions
  * (docs/report.md); their defaults live there, so none are given here. */
 #define STRINGS LIST_OF(.type = SCHEMA_STRING)
@@ -135,12 +207,14 @@ static const SchemaKey TABLE_KEYS[] = {
     {"row_title", SCHEMA_STRING, .doc = "header of the label column"},
     {"row_order", SCHEMA_LIST, .elem = STRINGS, .doc = "exactly these rows, in this order"},
     {"row_labels", SCHEMA_LIST, .elem = STRINGS, .doc = "printed names of row_order"},
-    {"columns", SCHEMA_STRING, SK_REQUIRED, .doc = "config key whose values are the columns (dataset.name)"},
+    {"columns", SCHEMA_STRING, .doc = "config key whose values are the columns (dataset.name); or use metrics"},
+    {"metrics", SCHEMA_LIST, .elem = STRINGS, .doc = "one column per result key (instead of columns + metric)"},
+    {"lower_is_better", SCHEMA_LIST, .elem = STRINGS, .doc = "which of metrics bold their smallest value"},
     {"col_order", SCHEMA_LIST, .elem = STRINGS, .doc = "exactly these columns, in this order"},
     {"col_labels", SCHEMA_LIST, .elem = STRINGS, .doc = "printed names of col_order"},
     {"groups", SCHEMA_ANY, .doc = "map: group name -> list of column values (group means)"},
     {"overall_mean", SCHEMA_BOOL, .doc = "an Overall column, mean over the tasks"},
-    {"metric", SCHEMA_STRING, SK_REQUIRED, .doc = "result key in the cells (test_acc)"},
+    {"metric", SCHEMA_STRING, .doc = "result key in the cells (test_acc); required unless metrics"},
     {"format", SCHEMA_STRING, .doc = "printf format of a cell"},
     {"scale", SCHEMA_FLOAT, .doc = "e.g. 100 for percent"},
     {"decimals", SCHEMA_INT, SK_MIN | SK_MAX, .min = 0, .max = 12, .doc = "digits after the point"},
@@ -164,6 +238,8 @@ static const SchemaKey FIGURE_KEYS[] = {
     {"log_y", SCHEMA_BOOL, .doc = "logarithmic y axis"},
     {"no_band", SCHEMA_BOOL, .doc = "no std band"},
     {"smooth", SCHEMA_INT, NONNEG, .doc = "moving average over N points"},
+    {"all_columns", SCHEMA_BOOL, .doc = "row series: one curve per column (layer)"},
+    {"profile", SCHEMA_BOOL, .doc = "row series: x = the columns (layers), y = the last recorded row"},
     {"svg", SCHEMA_BOOL, .doc = "also write .svg"},
     {"pdf", SCHEMA_BOOL, .doc = "also write .pdf"},
     {"width", SCHEMA_INT, NONNEG, .doc = "pixels (0: 900)"},
@@ -195,7 +271,10 @@ static const SchemaKey ROOT_KEYS[] = {
     {"stages", SCHEMA_LIST, SK_REQUIRED, .elem = LIST_OF(.type = SCHEMA_ENUM, .values = VALUES("pretrain", "init",
                                                                                                "finetune", "eval"))},
     {"record", SCHEMA_MAP, .keys = RECORD_KEYS},
+    {"metrics", SCHEMA_MAP, .keys = METRICS_KEYS, .doc = "research metrics of fine-tuning runs (docs/metrics.md)"},
     {"report", SCHEMA_MAP, SK_NOHASH, .keys = REPORT_KEYS},
+    {"results", SCHEMA_MAP, SK_NOHASH, .keys = RESULTS_KEYS},
+    {"slurm", SCHEMA_MAP, SK_NOHASH, .keys = SLURM_KEYS, .doc = "defaults for runexp sweep --slurm"},
     {"grid", SCHEMA_PATHMAP, .doc = "cartesian product: config path -> list of values"},
     {"zip", SCHEMA_PATHMAP, SK_SAME_LENGTH, .doc = "paired lists: config path -> list, all the same length"},
     END,

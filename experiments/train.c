@@ -51,7 +51,7 @@ int train_classifier(Model *m, AdapterSet *ad, Optimizer *opt, TrainState *st, c
     int *yb = xmalloc((size_t)B * sizeof(int)), *perm = xmalloc((size_t)train->n * sizeof(int));
     Arena ar;
     arena_init(&ar, 1u << 24);
-    int rc = 0;
+    int rc = 0, has_reg = ad && adapters_have_regularizer(ad);
     long step = st->step;
     for (int epoch = (int)(step / steps_per_epoch); step < total && rc == 0 && !res->interrupted; epoch++) {
         rng_permutation(perm, train->n, c->seed, rng_stream("data.order", (uint64_t)epoch, 0));
@@ -71,6 +71,7 @@ int train_classifier(Model *m, AdapterSet *ad, Optimizer *opt, TrainState *st, c
             params_zero_grad(m->params);
             if (ad) params_zero_grad(&ad->params);
             model_backward(m, dlogits, &ar);
+            double penalty = has_reg ? adapters_regularize(ad, 1, &ar) : 0; /* LAVA: before clipping */
             float lr = c->opt.lr * sched_factor(&sched, step);
             double gnorm = optim_step(opt, lr);
             double dt = now_seconds() - t0;
@@ -81,6 +82,7 @@ int train_classifier(Model *m, AdapterSet *ad, Optimizer *opt, TrainState *st, c
             st->epoch_batches++;
             res->last_loss = loss;
             if (hooks->on_step) hooks->on_step(hooks->ctx, step - 1, loss, lr, gnorm, B / dt);
+            if (has_reg && hooks->on_penalty) hooks->on_penalty(hooks->ctx, step - 1, penalty);
             /* an epoch's last step is checkpointed after the epoch-end evaluation below, so a resume never
              * replays or skips it */
             if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step % steps_per_epoch != 0 &&

@@ -46,6 +46,10 @@ typedef struct TrainHooks {
     int (*on_checkpoint)(void *ctx, const TrainState *state, Error *err);
     /* polled before every step; nonzero = stop now (SIGINT/SIGTERM): checkpoint, return interrupted. */
     int (*should_stop)(void *ctx);
+    /* after every step when an adapter has a regularizer (LAVA; adapters_have_regularizer): 0-based step and
+     * the penalty sum over layers at the step's weights before the update (its gradient was added to the
+     * adapters' gradients after backward, before clipping; not part of the on_step loss) */
+    void (*on_penalty)(void *ctx, long step, double penalty);
 } TrainHooks;
 
 typedef struct TrainResult {

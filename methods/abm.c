@@ -294,6 +294,7 @@ int abm_stage1(Model *m, AdapterSet *student, const AdapterSet *teacher, InitDat
             if (trace->layer_loss) memcpy(trace->layer_loss + (size_t)step * L, ll, sizeof(double) * L);
             if (trace->mismatch) memcpy(trace->mismatch + (size_t)step * L, mm, sizeof(double) * L);
             if (trace->time_s) trace->time_s[step] = now_seconds() - t0;
+            if (trace->rss_bytes) trace->rss_bytes[step] = (double)peak_rss_bytes();
         }
     }
     if (trace) trace->steps_done = step;

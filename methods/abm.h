@@ -48,9 +48,10 @@ typedef struct AbmOptions {
 
 /* Per-step record in caller-sized arrays (any may be NULL): loss[steps] (total, before the step's update),
  * layer_loss[steps * L] (the unweighted mean-over-units term of each layer), mismatch[steps * L] (sign-mismatch
- * fraction per layer), time_s[steps] (wall time since the start). steps_done is set by abm_stage1. */
+ * fraction per layer), time_s[steps] (wall time since the start), rss_bytes[steps] (the process's peak resident
+ * memory so far, getrusage). steps_done is set by abm_stage1. */
 typedef struct AbmTrace {
-    double *loss, *layer_loss, *mismatch, *time_s;
+    double *loss, *layer_loss, *mismatch, *time_s, *rss_bytes;
     int steps_done;
 } AbmTrace;
 

@@ -118,17 +118,43 @@ static void dora_backward(Adapter *a, float *dinp, const float *dout, int ldo, c
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n, m, 1.0f, dyg, m, a->W0, n, 1.0f, dinp, n);
 }
 
-/* dW = W' - W0 = (mag / norm) ⊙_row (W0 + s B A) - W0. */
+/* dW = W' - W0 = (mag / norm) ⊙_row (W0 + s B A) - W0, row by row in place (no malloc: conv slots call
+ * this every forward). */
 static void dora_delta_weight(const Adapter *a, float *dW) {
+    const float *A = params_data(a->ps, a->t[DORA_A]), *B = params_data(a->ps, a->t[DORA_B]);
     const float *mag = params_data(a->ps, a->t[DORA_MAG]);
-    float *norm = xmalloc((size_t)a->m * sizeof(float));
-    compose(a, dW, norm);
+    memcpy(dW, a->W0, (size_t)a->m * a->n * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->m, a->n, a->r, a->scale, B, a->r, A, a->n, 1.0f, dW, a->n);
     for (int i = 0; i < a->m; i++) {
-        float g = mag[i] / norm[i], *w = dW + (size_t)i * a->n;
+        float *w = dW + (size_t)i * a->n;
         const float *w0 = a->W0 + (size_t)i * a->n;
+        double ss = 0;
+        for (int j = 0; j < a->n; j++) ss += (double)w[j] * w[j];
+        float g = mag[i] / (float)sqrt(ss);
         for (int j = 0; j < a->n; j++) w[j] = g * w[j] - w0[j];
     }
-    free(norm);
+}
+
+/* g (m,n) = dL/d(dW), norm detached as in the forward's backward: with V = W0 + s B A, c = mag / norm,
+ * dL/dV = c ⊙_row g, so dB += s (c ⊙ g) A^T, dA += s B^T (c ⊙ g), dmag_i += sum_j g_ij V_ij / norm_i. */
+static void dora_backward_delta(Adapter *a, const float *g, Arena *ar) {
+    const int m = a->m, n = a->n, r = a->r;
+    const float *A = params_data(a->ps, a->t[DORA_A]), *B = params_data(a->ps, a->t[DORA_B]);
+    const float *mag = params_data(a->ps, a->t[DORA_MAG]);
+    float *dA = params_grad(a->ps, a->t[DORA_A]), *dB = params_grad(a->ps, a->t[DORA_B]);
+    float *dmag = params_grad(a->ps, a->t[DORA_MAG]);
+    float *V = arena_floats(ar, (size_t)m * n), *norm = arena_floats(ar, (size_t)m);
+    float *gc = arena_floats(ar, (size_t)m * n); // (m,n) = c ⊙ g
+    compose(a, V, norm);
+    for (int i = 0; i < m; i++) {
+        const float *gi = g + (size_t)i * n, *vi = V + (size_t)i * n;
+        float c = mag[i] / norm[i], *o = gc + (size_t)i * n;
+        double acc = 0;
+        for (int j = 0; j < n; j++) o[j] = c * gi[j], acc += (double)gi[j] * vi[j];
+        if (dmag) dmag[i] += (float)(acc / norm[i]);
+    }
+    if (dB) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r, n, a->scale, gc, n, A, n, 1.0f, dB, r);
+    if (dA) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n, m, a->scale, B, r, gc, n, 1.0f, dA, n);
 }
 
 const AdapterKind ADAPTER_DORA = {
@@ -138,4 +164,6 @@ const AdapterKind ADAPTER_DORA = {
     .forward = dora_forward,
     .backward = dora_backward,
     .delta_weight = dora_delta_weight,
+    .backward_delta = dora_backward_delta,
+    /* tangent_basis NULL: the magnitudes add row-scaling directions, not of the QB / QA form; no regularizer */
 };

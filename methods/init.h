@@ -54,6 +54,17 @@ typedef struct InitResult {
     const char *series_name;
     double *series;
     int n_series;
+    /* Further per-step series of the init stage (ABM: per-layer loss and sign mismatch, time, memory), written
+     * to the run file as row series (n_cols > 1 or col_names set) or scalar series: values (n_steps, n_cols)
+     * row-major; col_names (n_cols, may be NULL) is ONE allocation (the strings follow the pointers). Both
+     * malloc'ed by the initializer, freed by the caller (free(values), free(col_names)). */
+    struct {
+        char name[64];
+        double *values;
+        char **col_names;
+        int n_steps, n_cols;
+    } rows[6];
+    int n_rows;
 } InitResult;
 
 typedef struct InitKind {

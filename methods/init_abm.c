@@ -4,7 +4,9 @@
  * (method.params.abm.*): base (kaiming), teacher (PEFT adapter dir; none: the backbone alone), teacher_rank
  * and teacher_alpha (default: the student's), mu (0.5), weighting (uniform | linear | quadratic | sequential;
  * quadratic), layers (all | last:K | first:K | list; last:6 capped at depth), steps (100), lr (3e-4),
- * batch (the init batch). The stage-1 loss before and after goes to the run's note. */
+ * batch (the init batch). The stage-1 loss before and after goes to the run's note; the run file gets per step
+ * init/abm_loss (total), init/abm_layer_loss and init/abm_sign_mismatch (one column per match point) and
+ * init/abm_cost (time_s since the start, peak_rss_mb). */
 #include <stdio.h>
 #include <string.h>
 
@@ -12,6 +14,31 @@
 #include "init.h"
 #include "lora.h"
 #include "peft_io.h"
+
+/* "blocks.<l>.mlp.fc1" for each match point: one allocation, the strings after the pointers. */
+static char **layer_names(const Model *m, const int *layers, int L) {
+    (void)m;
+    size_t each = 40;
+    char **names = xmalloc((size_t)L * (sizeof(char *) + each));
+    char *p = (char *)(names + L);
+    for (int j = 0; j < L; j++, p += each) {
+        snprintf(p, each, "blocks.%d.mlp.fc1", layers[j]);
+        names[j] = p;
+    }
+    return names;
+}
+
+/* One more init series for the run file (InitResult.rows); takes values and cols. */
+static void add_rows(InitResult *res, const char *name, double *values, char **cols, int n_steps, int n_cols) {
+    int k = res->n_rows;
+    ASSERT(k < (int)ARRAY_LEN(res->rows));
+    snprintf(res->rows[k].name, sizeof res->rows[k].name, "%s", name);
+    res->rows[k].values = values;
+    res->rows[k].col_names = cols;
+    res->rows[k].n_steps = n_steps;
+    res->rows[k].n_cols = n_cols;
+    res->n_rows = k + 1;
+}
 
 static int init_abm(InitContext *ctx, InitResult *res, Error *err) {
     Model *m = ctx->model;
@@ -59,8 +86,15 @@ static int init_abm(InitContext *ctx, InitResult *res, Error *err) {
         free(pats);
     }
     AbmTrace tr = {0};
-    double *loss = xcalloc((size_t)(o.steps > 0 ? o.steps : 1), sizeof *loss);
+    size_t ns = (size_t)(o.steps > 0 ? o.steps : 1);
+    double *loss = xcalloc(ns, sizeof *loss), *lay = xcalloc(ns * (size_t)L, sizeof *lay);
+    double *mis = xcalloc(ns * (size_t)L, sizeof *mis), *cost = xcalloc(ns * 2, sizeof *cost);
+    double *tsec = xcalloc(ns, sizeof *tsec), *rss = xcalloc(ns, sizeof *rss);
     tr.loss = loss;
+    tr.layer_loss = lay;
+    tr.mismatch = mis;
+    tr.time_s = tsec;
+    tr.rss_bytes = rss;
     if (!rc) rc = abm_stage1(m, ctx->set, tdir ? &teacher : NULL, &ctx->data, &o, &tr, err) < 0 ? -1 : 0;
     if (!rc && tr.steps_done > 0)
         snprintf(res->note, sizeof res->note, "abm: %d steps, loss %.4g -> %.4g, %d layers from %s, teacher %s",
@@ -71,11 +105,26 @@ static int init_abm(InitContext *ctx, InitResult *res, Error *err) {
         res->series = loss;
         res->n_series = tr.steps_done;
         loss = NULL;
+        /* per layer (columns = the match points), and the step's time and memory */
+        char **cols = layer_names(m, layers, L);
+        char **cols2 = layer_names(m, layers, L);
+        static const char *const cost_cols[] = {"time_s", "peak_rss_mb"};
+        size_t cl = 2 * sizeof(char *) + 32;
+        char **cc = xmalloc(cl);
+        cc[0] = (char *)(cc + 2);
+        cc[1] = cc[0] + 16;
+        snprintf(cc[0], 16, "%s", cost_cols[0]);
+        snprintf(cc[1], 16, "%s", cost_cols[1]);
+        for (int s = 0; s < tr.steps_done; s++) cost[2 * s] = tsec[s], cost[2 * s + 1] = rss[s] / (1024.0 * 1024.0);
+        add_rows(res, "init/abm_layer_loss", lay, cols, tr.steps_done, L);
+        add_rows(res, "init/abm_sign_mismatch", mis, cols2, tr.steps_done, L);
+        add_rows(res, "init/abm_cost", cost, cc, tr.steps_done, 2);
+        lay = mis = cost = NULL;
     }
     res->changed_w0 = 0;
     res->changed_function = 1;
     if (teacher.a) adapters_free(&teacher, m->targets, m->n_targets);
-    free(loss);
+    free(loss); free(lay); free(mis); free(cost); free(tsec); free(rss);
     free(layers);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* methods/lora.c: forward y += s (x A^T) B^T; backward through the two thin GEMMs.
- * Saved activation: xa = x A^T (N, r), so backward never recomputes the N x n product. */
+ * Saved activation: xa = x A^T (N, r), so backward never recomputes the N x n product.
+ * On a conv target (reshape-LoRA) the engine materializes dW = s B A and calls lora_backward_delta. */
 #include "lora.h"
 
 #include <cblas.h>
@@ -8,9 +9,10 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/linalg.h"
 #include "core/rng.h"
 
-static void lora_create(Adapter *a, ParamSet *ps) {
+void lora_create(Adapter *a, ParamSet *ps) {
     char name[PARAM_NAME_MAX + 16];
     int64_t sa[2] = {a->r, a->n}, sb[2] = {a->m, a->r};
     snprintf(name, sizeof name, "%s.lora_A", a->target);
@@ -20,14 +22,14 @@ static void lora_create(Adapter *a, ParamSet *ps) {
     a->nt = 2;
 }
 
-static void lora_init_default(Adapter *a, uint64_t seed) {
+void lora_init_default(Adapter *a, uint64_t seed) {
     float bound = 1.0f / sqrtf((float)a->n);
     rng_fill_uniform(params_data(a->ps, a->t[LORA_A]), (size_t)a->r * a->n, -bound, bound, seed,
                      rng_stream(a->target, LORA_A, 0));
     memset(params_data(a->ps, a->t[LORA_B]), 0, (size_t)a->m * a->r * sizeof(float));
 }
 
-static void lora_forward(Adapter *a, float *out, int ldo, const float *inp, int N, Arena *ar) {
+void lora_forward(Adapter *a, float *out, int ldo, const float *inp, int N, Arena *ar) {
     const float *A = params_data(a->ps, a->t[LORA_A]), *B = params_data(a->ps, a->t[LORA_B]);
     float *xa = arena_floats(ar, (size_t)N * a->r); // (N,r)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, a->r, a->n, 1.0f, inp, a->n, A, a->n, 0.0f, xa, a->r);
@@ -36,7 +38,7 @@ static void lora_forward(Adapter *a, float *out, int ldo, const float *inp, int 
     a->saved[0] = xa;
 }
 
-static void lora_backward(Adapter *a, float *dinp, const float *dout, int ldo, const float *inp, int N, Arena *ar) {
+void lora_backward(Adapter *a, float *dinp, const float *dout, int ldo, const float *inp, int N, Arena *ar) {
     const float *A = params_data(a->ps, a->t[LORA_A]), *B = params_data(a->ps, a->t[LORA_B]);
     float *dA = params_grad(a->ps, a->t[LORA_A]), *dB = params_grad(a->ps, a->t[LORA_B]);
     const float *xa = a->saved[0], *dy = dout + a->row0;
@@ -51,9 +53,43 @@ static void lora_backward(Adapter *a, float *dinp, const float *dout, int ldo, c
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, a->n, a->r, 1.0f, dxa, a->r, A, a->n, 1.0f, dinp, a->n);
 }
 
-static void lora_delta_weight(const Adapter *a, float *dW) {
+void lora_delta_weight(const Adapter *a, float *dW) {
     const float *A = params_data(a->ps, a->t[LORA_A]), *B = params_data(a->ps, a->t[LORA_B]);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->m, a->n, a->r, a->scale, B, a->r, A, a->n, 0.0f, dW, a->n);
+}
+
+/* g (m,n) = dL/d(dW): dB (m,r) += s g A^T, dA (r,n) += s B^T g. */
+void lora_backward_delta(Adapter *a, const float *g, Arena *ar) {
+    (void)ar;
+    const float *A = params_data(a->ps, a->t[LORA_A]), *B = params_data(a->ps, a->t[LORA_B]);
+    float *dA = params_grad(a->ps, a->t[LORA_A]), *dB = params_grad(a->ps, a->t[LORA_B]);
+    if (dB) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->m, a->r, a->n, a->scale, g, a->n, A, a->n, 1.0f, dB, a->r);
+    if (dA) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, a->r, a->n, a->m, a->scale, B, a->r, g, a->n, 1.0f, dA, a->n);
+}
+
+/* QB = orth(B) (m,kb), QA = orth(A^T) (n,ka); the sum form (both factors train). */
+int lora_tangent_basis(const Adapter *a, TangentBasis *tb, Error *err) {
+    return lora_factor_bases(tb, params_data(a->ps, a->t[LORA_B]), params_data(a->ps, a->t[LORA_A]), a->m, a->n, a->r,
+                             0, a->target, err);
+}
+
+int lora_factor_bases(TangentBasis *tb, const float *B, const float *A, int m, int n, int r, int product,
+                      const char *target, Error *err) {
+    memset(tb, 0, sizeof *tb);
+    tb->product = product;
+    tb->QB = xmalloc((size_t)m * MIN(m, r) * sizeof(float));
+    tb->QA = xmalloc((size_t)n * MIN(n, r) * sizeof(float));
+    float *At = xmalloc((size_t)n * r * sizeof(float)); // (n,r)
+    for (int l = 0; l < r; l++)
+        for (int j = 0; j < n; j++) At[(size_t)j * r + l] = A[(size_t)l * n + j];
+    Error e2 = {{0}};
+    int rc = la_orth(tb->QB, &tb->kb, B, m, r, &e2);
+    if (rc) err_set(err, "tangent basis of '%s': B (%d,%d): %s", target, m, r, e2.msg);
+    else if ((rc = la_orth(tb->QA, &tb->ka, At, n, r, &e2)) != 0)
+        err_set(err, "tangent basis of '%s': A (%d,%d): %s", target, r, n, e2.msg);
+    free(At);
+    if (rc) tangent_basis_free(tb);
+    return rc;
 }
 
 const AdapterKind ADAPTER_LORA = {
@@ -63,4 +99,7 @@ const AdapterKind ADAPTER_LORA = {
     .forward = lora_forward,
     .backward = lora_backward,
     .delta_weight = lora_delta_weight,
+    .backward_delta = lora_backward_delta,
+    .tangent_basis = lora_tangent_basis,
+    /* no regularizer (LAVA adds one: methods/lava.h) */
 };

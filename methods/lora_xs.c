@@ -10,6 +10,7 @@
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "lora.h"
 
 static void lora_xs_create(Adapter *a, ParamSet *ps) {
     char name[PARAM_NAME_MAX + 16];
@@ -23,6 +24,7 @@ static void lora_xs_create(Adapter *a, ParamSet *ps) {
     ps->views[a->t[LORA_XS_A]].trainable = 0; /* frozen: no gradient memory (adapters_attach allocates after) */
     ps->views[a->t[LORA_XS_B]].trainable = 0;
     a->nt = 3;
+    a->work = xmalloc((size_t)a->m * a->r * sizeof(float)); /* B R for delta_weight (no malloc per call) */
 }
 
 static void lora_xs_init_default(Adapter *a, uint64_t seed) {
@@ -74,10 +76,35 @@ static void lora_xs_delta_weight(const Adapter *a, float *dW) {
     const int r = a->r;
     const float *A = params_data(a->ps, a->t[LORA_XS_A]), *B = params_data(a->ps, a->t[LORA_XS_B]);
     const float *R = params_data(a->ps, a->t[LORA_XS_R]);
-    float *BR = xmalloc((size_t)a->m * r * sizeof(float)); // (m,r)
+    float *BR = a->work; // (m,r)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->m, r, r, 1.0f, B, r, R, r, 0.0f, BR, r);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->m, a->n, r, a->scale, BR, r, A, a->n, 0.0f, dW, a->n);
-    free(BR);
+}
+
+/* g (m,n) = dL/d(dW): with T = g A^T (m,r): dR += s B^T T, dB += s T R^T, dA += s R^T (B^T g). */
+static void lora_xs_backward_delta(Adapter *a, const float *g, Arena *ar) {
+    const int m = a->m, n = a->n, r = a->r;
+    const float *A = params_data(a->ps, a->t[LORA_XS_A]), *B = params_data(a->ps, a->t[LORA_XS_B]);
+    const float *R = params_data(a->ps, a->t[LORA_XS_R]);
+    float *dA = params_grad(a->ps, a->t[LORA_XS_A]), *dB = params_grad(a->ps, a->t[LORA_XS_B]);
+    float *dR = params_grad(a->ps, a->t[LORA_XS_R]);
+    if (dR || dB) {
+        float *T = arena_floats(ar, (size_t)m * r); // (m,r)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r, n, 1.0f, g, n, A, n, 0.0f, T, r);
+        if (dR) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, r, m, a->scale, B, r, T, r, 1.0f, dR, r);
+        if (dB) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r, r, a->scale, T, r, R, r, 1.0f, dB, r);
+    }
+    if (dA) {
+        float *U = arena_floats(ar, (size_t)r * n); // (r,n) = B^T g
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n, m, 1.0f, B, r, g, n, 0.0f, U, n);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n, r, a->scale, R, r, U, n, 1.0f, dA, n);
+    }
+}
+
+/* Only R trains: the image {s B X A} is projected on by QB QB^T M QA QA^T (METHODS.md, information loss). */
+static int lora_xs_tangent_basis(const Adapter *a, TangentBasis *tb, Error *err) {
+    return lora_factor_bases(tb, params_data(a->ps, a->t[LORA_XS_B]), params_data(a->ps, a->t[LORA_XS_A]), a->m, a->n,
+                             a->r, 1, a->target, err);
 }
 
 const AdapterKind ADAPTER_LORA_XS = {
@@ -87,4 +114,7 @@ const AdapterKind ADAPTER_LORA_XS = {
     .forward = lora_xs_forward,
     .backward = lora_xs_backward,
     .delta_weight = lora_xs_delta_weight,
+    .backward_delta = lora_xs_backward_delta,
+    .tangent_basis = lora_xs_tangent_basis,
+    /* no regularizer */
 };

@@ -4,6 +4,7 @@
 
 #include "init.h"
 #include "dora.h"
+#include "lava.h"
 #include "lora.h"
 #include "lora_xs.h"
 
@@ -30,6 +31,8 @@ static const AdapterKind *const ADAPTERS[] = {
     &ADAPTER_LORA,
     &ADAPTER_DORA,
     &ADAPTER_LORA_XS,
+    &ADAPTER_LAVA,
+    &ADAPTER_LAVA_CONV,
 };
 
 const InitKind *init_find(const char *name) {

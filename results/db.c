@@ -59,6 +59,17 @@ static const char *const MIGRATIONS[] = {
     "  kind TEXT NOT NULL,"
     "  path TEXT NOT NULL,"
     "  UNIQUE(run_id, kind, path));",
+    /* 2: per-layer results (research metrics: information loss, drift, spectra per adapted layer) */
+    "CREATE TABLE layer_results("
+    "  run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL,"
+    "  layer TEXT NOT NULL,"
+    "  value REAL,"
+    "  step INTEGER);"
+    "CREATE INDEX layer_results_run_key ON layer_results(run_id, key, step);"
+    "CREATE INDEX layer_results_key ON layer_results(key, layer);",
+    /* 3: the scheduler job a run was last submitted as (`runexp sweep --slurm`: "<array job id>_<index>") */
+    "ALTER TABLE runs ADD COLUMN job_id TEXT;",
 };
 _Static_assert(sizeof MIGRATIONS / sizeof MIGRATIONS[0] == DB_SCHEMA_VERSION,
                "one migration per schema version");
@@ -403,6 +414,52 @@ int db_run_status(Db *db, const char *run_id, char *status, size_t cap, Error *e
     return ret;
 }
 
+int db_run_submitted(Db *db, const char *run_id, int64_t experiment_id, int cell, int seed, const char *job_id,
+                     Error *err) {
+    ASSERT(db && run_id && job_id);
+    sqlite3_stmt *st = NULL;
+    if (tx_begin(db, err)) return -1;
+    /* a known run keeps its status (an interrupted run must still resume from its checkpoint) */
+    if (prep(db,
+             "INSERT INTO runs(id, experiment_id, cell_index, seed, status, job_id) VALUES(?1, ?2, ?3, ?4, 'pending', ?5)"
+             " ON CONFLICT(id) DO UPDATE SET job_id = excluded.job_id",
+             &st, err))
+        goto fail;
+    bind_text(st, 1, run_id);
+    if (experiment_id > 0) sqlite3_bind_int64(st, 2, experiment_id);
+    else sqlite3_bind_null(st, 2);
+    sqlite3_bind_int(st, 3, cell);
+    sqlite3_bind_int(st, 4, seed);
+    bind_text(st, 5, job_id);
+    if (step_done(db, st, "record submitted job", err)) goto fail;
+    sqlite3_finalize(st);
+    return tx_commit(db, err);
+fail:
+    sqlite3_finalize(st);
+    tx_rollback(db);
+    return -1;
+}
+
+int db_run_state(Db *db, const char *run_id, DbRunState *out, Error *err) {
+    ASSERT(db && run_id && out);
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    if (prep(db, "SELECT status, job_id, error FROM runs WHERE id = ?1", &st, err)) return -1;
+    bind_text(st, 1, run_id);
+    int rc = sqlite3_step(st), ret = 0;
+    if (rc == SQLITE_ROW) {
+        const char *v[3];
+        for (int i = 0; i < 3; i++) v[i] = (const char *)sqlite3_column_text(st, i);
+        snprintf(out->status, sizeof out->status, "%s", v[0] ? v[0] : "");
+        snprintf(out->job_id, sizeof out->job_id, "%s", v[1] ? v[1] : "");
+        snprintf(out->error, sizeof out->error, "%s", v[2] ? v[2] : "");
+    } else if (rc != SQLITE_DONE) {
+        ret = CHECK_RC(rc, "read run state");
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
 /* One UPDATE of one run in its own transaction; an unknown run is an error. */
 static int update_run(Db *db, sqlite3_stmt *st, const char *run_id, const char *what, Error *err) {
     if (step_done(db, st, what, err)) return -1;
@@ -475,6 +532,43 @@ int db_put_results(Db *db, const char *run_id, const char *const *keys, const do
         char what[256];
         snprintf(what, sizeof what, "put result '%s' of run '%s'", keys[i], run_id);
         if (step_done(db, del, what, err) || step_done(db, ins, what, err)) goto fail;
+    }
+    sqlite3_finalize(del);
+    sqlite3_finalize(ins);
+    return tx_commit(db, err);
+fail:
+    sqlite3_finalize(del);
+    sqlite3_finalize(ins);
+    tx_rollback(db);
+    return -1;
+}
+
+int db_put_layer_results(Db *db, const char *run_id, const char *key, const char *const *layers,
+                         const double *values, int n, int64_t step, Error *err) {
+    ASSERT(db && run_id && key && n >= 0 && (n == 0 || (layers && values)));
+    sqlite3_stmt *del = NULL, *ins = NULL;
+    if (tx_begin(db, err)) return -1;
+    if (need_run(db, run_id, err) ||
+        prep(db, "DELETE FROM layer_results WHERE run_id = ?1 AND key = ?2 AND step IS ?3", &del, err) ||
+        prep(db, "INSERT INTO layer_results(run_id, key, layer, value, step) VALUES(?1, ?2, ?3, ?4, ?5)", &ins, err))
+        goto fail;
+    bind_text(del, 1, run_id);
+    bind_text(del, 2, key);
+    if (step >= 0) sqlite3_bind_int64(del, 3, step);
+    else sqlite3_bind_null(del, 3);
+    char what[256];
+    snprintf(what, sizeof what, "put layer results '%s' of run '%s'", key, run_id);
+    if (step_done(db, del, what, err)) goto fail;
+    for (int i = 0; i < n; i++) {
+        ASSERTF(layers[i], "layer result %d of '%s' has no layer name", i, key);
+        bind_text(ins, 1, run_id);
+        bind_text(ins, 2, key);
+        bind_text(ins, 3, layers[i]);
+        if (isnan(values[i])) sqlite3_bind_null(ins, 4);
+        else sqlite3_bind_double(ins, 4, values[i]);
+        if (step >= 0) sqlite3_bind_int64(ins, 5, step);
+        else sqlite3_bind_null(ins, 5);
+        if (step_done(db, ins, what, err)) goto fail;
     }
     sqlite3_finalize(del);
     sqlite3_finalize(ins);
@@ -706,6 +800,7 @@ static const char MERGE_SQL[] =
     "DELETE FROM main.params WHERE run_id IN (SELECT id FROM shard.runs);"
     "DELETE FROM main.results WHERE run_id IN (SELECT id FROM shard.runs);"
     "DELETE FROM main.artifacts WHERE run_id IN (SELECT id FROM shard.runs);"
+    "DELETE FROM main.layer_results WHERE run_id IN (SELECT id FROM shard.runs);"
     "INSERT INTO main.runs(id, experiment_id, cell_index, seed, status, device, versions, started, finished,"
     "                      wall_s, peak_rss_bytes, h5_path, error)"
     "  SELECT r.id,"
@@ -720,7 +815,9 @@ static const char MERGE_SQL[] =
     "    peak_rss_bytes = excluded.peak_rss_bytes, h5_path = excluded.h5_path, error = excluded.error;"
     "INSERT INTO main.params(run_id, key, value, num) SELECT run_id, key, value, num FROM shard.params;"
     "INSERT INTO main.results(run_id, key, value, step) SELECT run_id, key, value, step FROM shard.results;"
-    "INSERT INTO main.artifacts(run_id, kind, path) SELECT run_id, kind, path FROM shard.artifacts;";
+    "INSERT INTO main.artifacts(run_id, kind, path) SELECT run_id, kind, path FROM shard.artifacts;"
+    "INSERT INTO main.layer_results(run_id, key, layer, value, step)"
+    "  SELECT run_id, key, layer, value, step FROM shard.layer_results;";
 
 int db_merge(Db *db, const char *shard_path, Error *err) {
     ASSERT(db && shard_path);

@@ -4,10 +4,12 @@
  * Schema (version DB_SCHEMA_VERSION, kept in PRAGMA user_version; docs/record.md "The results database"):
  *   experiments(id, name UNIQUE, config_path, created)
  *   runs(id = config hash, experiment_id, cell_index, seed, status, device, versions, started, finished,
- *        wall_s, peak_rss_bytes, h5_path, error)       status in pending|running|interrupted|failed|done
+ *        wall_s, peak_rss_bytes, h5_path, error, job_id) status in pending|running|interrupted|failed|done;
+ *        job_id (v3): the scheduler job the run was last submitted as (SLURM "1234_5"), NULL when run directly
  *   params(run_id, key, value TEXT, num REAL NULL)      the flattened resolved config; num when value is a number
  *   results(run_id, key, value REAL, step INTEGER NULL) scalar results; NaN is stored as NULL (SQLite has no NaN)
  *   artifacts(run_id, kind, path)
+ *   layer_results(run_id, key, layer, value REAL, step INTEGER NULL)  per-layer results (v2: research metrics)
  *
  * Concurrency: WAL journal, a busy timeout (default DB_BUSY_TIMEOUT_MS) and foreign keys on. Every write
  * function below is ONE transaction (BEGIN IMMEDIATE ... COMMIT): it lands whole or not at all, so many
@@ -25,7 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 3
 #define DB_BUSY_TIMEOUT_MS 30000
 
 typedef struct Db Db;
@@ -58,6 +60,18 @@ int db_run_status(Db *db, const char *run_id, char *status, size_t cap, Error *e
  * An unknown run_id is an error. */
 int db_run_finish(Db *db, const char *run_id, const char *status, double wall_s, size_t peak_rss,
                   const char *error_msg, Error *err);
+/* Records that run_id was submitted to a scheduler as job_id (`runexp sweep --slurm`; a SLURM array task
+ * "1234_5"; runs.job_id, schema version 3). A run the database does not know yet is added as 'pending' (its
+ * params come with db_run_begin); a known run keeps its status and results and only gets the new job id. */
+int db_run_submitted(Db *db, const char *run_id, int64_t experiment_id, int cell, int seed, const char *job_id,
+                     Error *err);
+/* A run's status, job id and error ("" each when the run, or the field, is not there; error cut to fit). */
+typedef struct DbRunState {
+    char status[16];
+    char job_id[64];
+    char error[256];
+} DbRunState;
+int db_run_state(Db *db, const char *run_id, DbRunState *out, Error *err);
 /* Records the run's HDF5 file (runs.h5_path). */
 int db_run_h5(Db *db, const char *run_id, const char *h5_path, Error *err);
 
@@ -65,6 +79,10 @@ int db_run_h5(Db *db, const char *run_id, const char *h5_path, Error *err);
  * the run already has is replaced, so re-putting after a resume does not duplicate rows. */
 int db_put_results(Db *db, const char *run_id, const char *const *keys, const double *values,
                    const int64_t *steps, int n, Error *err);
+/* Puts one per-layer result row set: n (layers[i], values[i]) of key at step (< 0: no step, a final value), in
+ * one transaction; the rows the run already has for (key, step) are replaced. NaN is stored as NULL. */
+int db_put_layer_results(Db *db, const char *run_id, const char *key, const char *const *layers,
+                         const double *values, int n, int64_t step, Error *err);
 /* Records a file the run produced (kind: "h5", "adapter", "figure", ...); putting the same one twice is a no-op. */
 int db_put_artifact(Db *db, const char *run_id, const char *kind, const char *path, Error *err);
 

@@ -220,7 +220,8 @@ static int write_dat(const char *path, Curve *cv, int n_curves, const char *seri
 }
 
 static int write_gp(const char *path, const char *name, Curve *cv, int n_curves, const char *title, const char *xlabel,
-                    const char *ylabel, const FigureOptions *o, const char *db_path, Error *err) {
+                    const char *ylabel, const FigureOptions *o, char **xtics, int n_xtics, const char *db_path,
+                    Error *err) {
     char tmp[4096];
     FILE *f = report_open_tmp(path, tmp, sizeof tmp, err);
     if (!f) return -1;
@@ -244,6 +245,15 @@ static int write_gp(const char *path, const char *name, Curve *cv, int n_curves,
     put_gp(f, ylabel);
     fputs("\nset grid\nset key top right\nset style fill transparent solid 0.2 noborder\n", f);
     if (o->log_x) fputs("set logscale x\n", f);
+    if (xtics && n_xtics > 0) { /* profile: the columns name the x axis */
+        fputs("set xtics rotate by -45 (", f);
+        for (int i = 0; i < n_xtics; i++) {
+            if (i) fputs(", ", f);
+            put_gp(f, xtics[i]);
+            fprintf(f, " %d", i);
+        }
+        fprintf(f, ")\nset xrange [-0.5:%d.5]\nset bmargin 8\n", n_xtics - 1);
+    }
     if (o->log_y) fputs("set logscale y\n", f);
     fputs("lo(m, s) = m - s\n", f);
     if (o->log_y) fputs("lo(m, s) = (m - s > 0) ? m - s : m / 10.0  # log axis: clip the band's lower edge\n", f);
@@ -263,8 +273,8 @@ static int write_gp(const char *path, const char *name, Curve *cv, int n_curves,
                 char label[600];
                 if (cv[c].n_runs > 1) snprintf(label, sizeof label, "%s (n=%d)", cv[c].label, cv[c].n_runs);
                 else snprintf(label, sizeof label, "%s", cv[c].label);
-                fprintf(f, "%s    '%s.dat' index %d using 1:2 with lines lw 2 lc rgb '%s' dt %d title ",
-                        first ? "" : ", \\\n", name, c, color, dash);
+                fprintf(f, "%s    '%s.dat' index %d using 1:2 with %s lw 2 lc rgb '%s' dt %d title ",
+                        first ? "" : ", \\\n", name, c, xtics ? "linespoints pt 7" : "lines", color, dash);
                 put_gp(f, label);
             }
             first = 0;
@@ -348,6 +358,65 @@ static int read_run(const char *path, const char *series, const char *column, in
     return 0;
 }
 
+/* Curve index of label (created if new). */
+static int curve_for(Curve **cv, int *n_curves, const char *label) {
+    for (int q = 0; q < *n_curves; q++)
+        if (!strcmp((*cv)[q].label, label)) return q;
+    *cv = xrealloc(*cv, (size_t)(*n_curves + 1) * sizeof **cv);
+    memset(&(*cv)[*n_curves], 0, sizeof **cv);
+    (*cv)[*n_curves].label = xstrdup(label);
+    return (*n_curves)++;
+}
+
+/* A row series' column's index in names (appended if new). */
+static int xtic_index(char ***names, int *n, const char *col) {
+    for (int i = 0; i < *n; i++)
+        if (!strcmp((*names)[i], col)) return i;
+    *names = xrealloc(*names, (size_t)(*n + 1) * sizeof **names);
+    (*names)[*n] = xstrdup(col);
+    return (*n)++;
+}
+
+/* all_columns / profile: the run's row series into curves. Returns 1 when the run was used. */
+static int add_rows_run(Curve **cv, int *n_curves, const FigureOptions *o, const char *group, char *run_id,
+                        int64_t seed, int64_t *steps, double *rows, int64_t n, int n_cols, char **cols, char ***xtics,
+                        int *n_xtics) {
+    if (n == 0 || n_cols == 0) return 0;
+    char label[600], cname[32];
+    if (o->profile) { /* x = the columns (by name), y = the last row */
+        int64_t *st = xmalloc((size_t)n_cols * sizeof *st);
+        double *v = xmalloc((size_t)n_cols * sizeof *v);
+        for (int k = 0; k < n_cols; k++) {
+            if (!cols) snprintf(cname, sizeof cname, "%d", k);
+            st[k] = xtic_index(xtics, n_xtics, cols ? cols[k] : cname);
+            v[k] = rows[(n - 1) * n_cols + k];
+        }
+        for (int a = 1; a < n_cols; a++) /* steps must increase: sort by x */
+            for (int b = a; b > 0 && st[b - 1] > st[b]; b--) {
+                int64_t ts = st[b]; st[b] = st[b - 1]; st[b - 1] = ts;
+                double tv = v[b]; v[b] = v[b - 1]; v[b - 1] = tv;
+            }
+        snprintf(label, sizeof label, "%s", group ? group : run_id);
+        int c = curve_for(cv, n_curves, label); /* may move *cv */
+        curve_add_run(&(*cv)[c], run_id, seed, st, v, n_cols);
+        return 1;
+    }
+    for (int k = 0; k < n_cols; k++) { /* all_columns: one curve per (group, column) */
+        if (!cols) snprintf(cname, sizeof cname, "%d", k);
+        const char *cn = cols ? cols[k] : cname;
+        if (group) snprintf(label, sizeof label, "%s / %s", group, cn);
+        else snprintf(label, sizeof label, "%s", cn);
+        int64_t *st = xmalloc((size_t)n * sizeof *st);
+        double *v = xmalloc((size_t)n * sizeof *v);
+        memcpy(st, steps, (size_t)n * sizeof *st);
+        for (int64_t i = 0; i < n; i++) v[i] = rows[i * n_cols + k];
+        smooth_trailing(v, n, o->smooth);
+        int c = curve_for(cv, n_curves, label); /* may move *cv */
+        curve_add_run(&(*cv)[c], run_id, seed, st, v, n);
+    }
+    return 1;
+}
+
 int figure_series_path(const char *db_path, const char *experiment, const char *series, const char *group_by,
                        const FigureOptions *opts, const char *out_dir, Error *err) {
     ASSERT(db_path && series && out_dir);
@@ -369,6 +438,12 @@ int figure_series_path(const char *db_path, const char *experiment, const char *
         if (!o->where[w] || !strchr(o->where[w], '=') || o->where[w][0] == '=')
             return err_set(err, "figure '%s': where entry '%s' is not key=value", name,
                            o->where[w] ? o->where[w] : "(null)");
+    if ((o->all_columns || o->profile) && (o->column || (o->all_columns && o->profile)))
+        return err_set(err, "figure '%s': all_columns, profile and column are exclusive (one way to draw a row series)",
+                       name);
+    int by_rows = o->all_columns || o->profile;
+    char **xtics = NULL;
+    int n_xtics = 0;
 
     int n_keys = (group_by ? 1 : 0) + o->n_where;
     const char **keys = xmalloc((size_t)(n_keys ? n_keys : 1) * sizeof *keys);
@@ -393,7 +468,7 @@ int figure_series_path(const char *db_path, const char *experiment, const char *
     int n_nokey = 0, n_noh5 = 0, n_absent = 0, n_used = 0, n_considered = 0;
     char sample_absent[300] = "";
     if (rc == 0) {
-        if (o->n_group_order > 0 && group_by) {
+        if (o->n_group_order > 0 && group_by && !o->all_columns) {
             cv = xcalloc((size_t)o->n_group_order, sizeof *cv);
             for (int g = 0; g < o->n_group_order; g++) cv[g].label = xstrdup(o->group_order[g]);
             n_curves = o->n_group_order;
@@ -423,11 +498,45 @@ int figure_series_path(const char *db_path, const char *experiment, const char *
             int c = -1;
             for (int q = 0; q < n_curves && group_by; q++)
                 if (!strcmp(cv[q].label, label)) c = q;
-            if (c < 0 && group_by && o->n_group_order > 0) continue; /* a group not asked for */
+            if (c < 0 && group_by && o->n_group_order > 0 && !o->all_columns) continue; /* a group not asked for */
+            if (o->all_columns && group_by && o->n_group_order > 0) {
+                int asked = 0;
+                for (int g = 0; g < o->n_group_order; g++) asked |= !strcmp(o->group_order[g], label);
+                if (!asked) continue;
+            }
             char *path = resolve_h5(rl.h5_path[i], db_path);
             int64_t *st = NULL, n = 0;
             double *v = NULL;
             int absent = 0;
+            if (by_rows) {
+                char **names = NULL;
+                int n_names = 0, n_cols = 0;
+                char **cols = NULL;
+                if (h5rec_list_series(path, &names, &n_names, err) == 0) {
+                    int present = 0;
+                    for (int q = 0; q < n_names; q++) present |= !strcmp(names[q], series);
+                    free(names);
+                    if (!present) {
+                        n_absent++;
+                        if (!sample_absent[0]) snprintf(sample_absent, sizeof sample_absent, "%s", path);
+                    } else if (h5rec_read_rows(path, series, &st, &v, &n, &n_cols, &cols, err) == 0) {
+                        n_used += add_rows_run(&cv, &n_curves, o, group_by ? label : NULL, rl.id[i], rl.seed[i], st,
+                                               v, n, n_cols, cols, &xtics, &n_xtics);
+                        free(st), free(v), free(cols);
+                    } else {
+                        rc = -1;
+                    }
+                } else {
+                    rc = -1;
+                }
+                if (rc && err) {
+                    char inner[ERROR_MSG_MAX];
+                    snprintf(inner, sizeof inner, "%s", err->msg);
+                    err_set(err, "figure '%s': run %s: %s", name, rl.id[i], inner);
+                }
+                free(path);
+                continue;
+            }
             if (read_run(path, series, o->column, &st, &v, &n, &absent, err)) {
                 if (err) {
                     char inner[ERROR_MSG_MAX];
@@ -494,7 +603,8 @@ int figure_series_path(const char *db_path, const char *experiment, const char *
             snprintf(title + l, sizeof title - l, " (%s)", experiment);
         }
         snprintf(ylabel, sizeof ylabel, "%s", o->ylabel ? o->ylabel : series);
-        rc = write_gp(gp, name, cv, n_curves, title, o->xlabel ? o->xlabel : "step", ylabel, o, db_path, err);
+        rc = write_gp(gp, name, cv, n_curves, title, o->xlabel ? o->xlabel : o->profile ? "layer" : "step", ylabel, o,
+                      o->profile ? xtics : NULL, n_xtics, db_path, err);
     }
     if (rc == 0) {
         char what[400];
@@ -521,6 +631,8 @@ int figure_series_path(const char *db_path, const char *experiment, const char *
     }
     free(dat);
     free(gp);
+    for (int i = 0; i < n_xtics; i++) free(xtics[i]);
+    free(xtics);
     for (int c = 0; c < n_curves; c++) curve_free(&cv[c]);
     free(cv);
     db_run_list_free(&rl);

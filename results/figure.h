@@ -45,6 +45,13 @@ typedef struct FigureOptions {
     const char *gnuplot; /* the program; NULL: "gnuplot" found on PATH */
     const char *const *run_ids; /* only these runs (the config's current grid); NULL: all of the experiment */
     int n_run_ids;
+    /* Row series only (column must be NULL):
+     * all_columns: one curve per column (per group and column with group_by: "<group> / <column>"), e.g. the
+     *   ABM loss of every layer vs step, or the singular values of every layer (final/spectrum: step = index);
+     * profile: x = the columns (named on the x axis), y = each run's LAST recorded row, one curve per group,
+     *   e.g. the per-layer ranks of EVA / VAS (a rank map) or the final information loss per layer. */
+    int all_columns;
+    int profile;
 } FigureOptions;
 
 /* Writes out_dir/<name>.dat, <name>.gp and runs gnuplot to make <name>.png (.svg, .pdf). o may be NULL (all

@@ -374,7 +374,13 @@ static int validate(const ReportTable *t, Error *err) {
     if (!t->name || !t->name[0] || strchr(t->name, '/'))
         return err_set(err, "report table '%s': name must be a non-empty file stem without '/'", nm);
     if (!t->row_key || !t->row_key[0]) return err_set(err, "report table '%s': row_key is required", nm);
-    if (!t->metric || !t->metric[0]) return err_set(err, "report table '%s': metric is required", nm);
+    if (t->n_metrics > 0 && t->col_key)
+        return err_set(err, "report table '%s': metrics (one column per metric) and columns (a params key) exclude each "
+                            "other", nm);
+    if (t->n_metrics > 0 && t->n_col_order > 0 && t->n_col_order != t->n_metrics)
+        return err_set(err, "report table '%s': %d col_labels for %d metrics", nm, t->n_col_order, t->n_metrics);
+    if (t->n_metrics == 0 && (!t->metric || !t->metric[0]))
+        return err_set(err, "report table '%s': metric is required", nm);
     for (int which = 0; which < 2; which++) {
         const char *spec = which ? t->col_key : t->row_key;
         if (!spec) continue;
@@ -504,8 +510,11 @@ static int collect(Table *tb, DbReader *rd, Error *err) {
 
     /* rows and columns */
     for (int i = 0; i < t->n_row_order; i++) strlist_add(&tb->rows, t->row_order[i]);
-    for (int j = 0; j < t->n_col_order; j++) strlist_add(&tb->cols, t->col_order[j]);
-    if (!t->col_key && t->n_col_order == 0) strlist_add(&tb->cols, t->metric);
+    if (t->n_metrics > 0) /* one column per metric, keyed by the metric's name */
+        for (int j = 0; j < t->n_metrics; j++) strlist_add(&tb->cols, t->metrics[j]);
+    else
+        for (int j = 0; j < t->n_col_order; j++) strlist_add(&tb->cols, t->col_order[j]);
+    if (!t->col_key && t->n_col_order == 0 && t->n_metrics == 0) strlist_add(&tb->cols, t->metric);
     int *use = xcalloc((size_t)(rl.n ? rl.n : 1), sizeof *use);
     int n_filtered = 0, n_nokey = 0, n_outside = 0;
     StrList other_status = {0};
@@ -547,14 +556,15 @@ static int collect(Table *tb, DbReader *rd, Error *err) {
     for (int i = 0; i < rl.n && rc == 0; i++) {
         if (!use[i]) continue;
         int r = strlist_find(&tb->rows, rowv[i]);
-        int c = t->col_key ? strlist_find(&tb->cols, colv[i]) : 0;
+        int nm = t->n_metrics > 0 ? t->n_metrics : 1, any = 0;
+        for (int mj = 0; mj < nm && rc == 0; mj++) {
+        int c = t->n_metrics > 0 ? mj : t->col_key ? strlist_find(&tb->cols, colv[i]) : 0;
+        const char *metric = t->n_metrics > 0 ? t->metrics[mj] : t->metric;
         double v;
         int found;
-        if ((rc = db_read_result(rd, rl.id[i], t->metric, &v, NULL, &found, err))) break;
-        if (!found) {
-            n_nometric++;
-            continue;
-        }
+        if ((rc = db_read_result(rd, rl.id[i], metric, &v, NULL, &found, err))) break;
+        if (!found) continue;
+        any = 1;
         Samples *s = &tb->cell[(size_t)r * tb->cols.n + c];
         for (int q = 0; q < s->n; q++) {
             if (rl.seed[i] != INT64_MIN && s->seed[q] == rl.seed[i]) {
@@ -562,13 +572,16 @@ static int collect(Table *tb, DbReader *rd, Error *err) {
                              "report table '%s': cell (%s = %s, %s = %s) has two runs with seed %lld (%s and %s): "
                              "they differ in a param the table does not key on; add a where filter or a key",
                              t->name, t->row_key, rowv[i], t->col_key ? t->col_key : "metric",
-                             t->col_key ? colv[i] : t->metric, (long long)rl.seed[i], s->id[q], rl.id[i]);
+                             t->col_key ? colv[i] : metric, (long long)rl.seed[i], s->id[q], rl.id[i]);
                 break;
             }
         }
         if (rc) break;
         samples_add(s, v * tb->scale, rl.seed[i], rl.id[i]);
-        n_used++;
+        }
+        if (rc) break;
+        if (!any) n_nometric++;
+        else n_used++;
     }
     if (rc == 0) {
         char buf[1024];
@@ -580,7 +593,8 @@ static int collect(Table *tb, DbReader *rd, Error *err) {
             sep = ", ";
         }
         if (n_nometric && len < sizeof buf)
-            len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%d done without %s", sep, n_nometric, t->metric);
+            len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%d done without %s", sep, n_nometric,
+                                    t->n_metrics > 0 ? "any of the metrics" : t->metric);
         if (n_nometric) sep = ", ";
         if (n_nokey && len < sizeof buf)
             len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%d done without %s%s%s", sep, n_nokey, t->row_key,
@@ -638,7 +652,8 @@ static void compute(Table *tb) {
     for (int i = 0; i < tb->rows.n; i++)
         tb->row_label[i] = t->row_labels && i < t->n_row_order && t->row_labels[i] ? t->row_labels[i] : tb->rows.s[i];
     for (int j = 0; j < nt; j++)
-        tb->col_label[j] = t->col_labels && j < t->n_col_order && t->col_labels[j] ? t->col_labels[j] : tb->cols.s[j];
+        tb->col_label[j] = t->col_labels && j < (t->n_metrics > 0 ? t->n_metrics : t->n_col_order) && t->col_labels[j]
+                               ? t->col_labels[j] : tb->cols.s[j];
     tb->group_label = xcalloc((size_t)(t->n_groups ? t->n_groups : 1), sizeof *tb->group_label);
     int d = 0;
     for (int j = 0; j < nt; j++) tb->disp[d++] = (DispCol){COL_TASK, j, tb->cols.s[j], tb->col_label[j]};
@@ -697,7 +712,9 @@ static void compute(Table *tb) {
                 fmt_fixed(buf, sizeof buf, v->mean, t->decimals);
                 double x = strtod(buf, NULL);
                 if (pass == 0) {
-                    if (isnan(best) || (t->higher_is_better ? x > best : x < best)) best = x;
+                    int hib = t->n_metrics > 0 && c < t->n_metrics && t->lower_is_better ? !t->lower_is_better[c]
+                                                                                          : t->higher_is_better;
+                    if (isnan(best) || (hib ? x > best : x < best)) best = x;
                 } else {
                     v->best = x == best;
                 }
@@ -923,11 +940,18 @@ static void describe(const Table *tb, char *buf, size_t cap) {
     const ReportTable *t = tb->t;
     char sc[64] = "";
     if (tb->scale != 1) snprintf(sc, sizeof sc, " x %g", tb->scale);
-    size_t l = (size_t)snprintf(buf, cap, "%s%s, mean +- std over seeds (sample std, n - 1)", t->metric, sc);
+    size_t l = (size_t)snprintf(buf, cap, "%s%s, mean +- std over seeds (sample std, n - 1)",
+                                t->n_metrics > 0 ? "one metric per column" : t->metric, sc);
     if (tb->mode_n > 0 && l < cap)
         l += (size_t)snprintf(buf + l, cap - l, "; %d seed%s per cell unless marked (n=k)", tb->mode_n,
                               tb->mode_n == 1 ? "" : "s");
-    if (l < cap)
+    if (t->n_metrics > 0 && t->lower_is_better) { /* metric columns: the direction per column */
+        const char *sep = "; best per column in bold (lower is better for ";
+        for (int j = 0; j < t->n_metrics && l < cap; j++)
+            if (t->lower_is_better[j]) l += (size_t)snprintf(buf + l, cap - l, "%s%s", sep, t->metrics[j]), sep = ", ";
+        if (l < cap) snprintf(buf + l, cap - l, "%s; a dash: no finished run",
+                              !strcmp(sep, ", ") ? ", higher for the rest)" : "; best per column in bold (higher is better)");
+    } else if (l < cap)
         snprintf(buf + l, cap - l, "; best per column in bold (%s is better); a dash: no finished run",
                  t->higher_is_better ? "higher" : "lower");
 }

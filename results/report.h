@@ -78,6 +78,13 @@ typedef struct ReportTable {
     int overall_mean;       /* 1: an "Overall" column = mean over the task columns */
     const ReportPaper *papers;
     int n_papers;
+    /* Metric columns (CNTLoRA Table 2: cosine and spectral drift per projection type side by side): with
+     * col_key NULL, columns = these results keys (n_metrics, labels from col_labels) instead of one metric's;
+     * `metric` may then be NULL. lower_is_better (NULL or n_metrics flags) sets the bold direction per
+     * column (default: higher_is_better). */
+    const char *const *metrics;
+    int n_metrics;
+    const int *lower_is_better;
     /* Only these runs (e.g. the current grid of the config); NULL: every run of the experiment. */
     const char *const *run_ids;
     int n_run_ids;

@@ -1,13 +1,26 @@
 # scripts/deps.sh: sourced by scripts/test and scripts/quickstart. Installs what is missing on a fresh
 # Debian machine (as root), or prints the exact apt-get line and stops (as another user).
 LORALAB_PACKAGES="cmake make gcc pkg-config libopenblas-openmp-dev liblapacke-dev libhdf5-dev libyaml-dev \
-libsqlite3-dev zlib1g-dev gnuplot-nox dataset-fashion-mnist"
+libsqlite3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev gnuplot-nox dataset-fashion-mnist"
 
+# Optional, for scripts/test: a one-node SLURM for it_slurm_array (tests/test_slurm.sh, docs/cluster.md). It runs
+# with auth/none (munge comes as a dependency but is not used); without these packages that test SKIPs.
+LORALAB_TEST_PACKAGES="slurmctld slurmd slurm-client"
+
+# loralab_install_deps [OPTIONAL_PACKAGE ...]: the optional ones are installed too when running as root;
+# as another user their absence is only noted.
 loralab_install_deps() {
-    local missing=()
+    local missing=() optional=()
     for p in $LORALAB_PACKAGES; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || optional+=("$p")
+    done
+    if [ ${#optional[@]} -gt 0 ]; then
+        if [ "$(id -u)" -eq 0 ]; then missing+=("${optional[@]}")
+        else echo "optional packages missing (some tests will SKIP): ${optional[*]}" >&2; fi
+    fi
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing Debian packages: ${missing[*]}" >&2

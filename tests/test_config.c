@@ -306,12 +306,12 @@ static void test_schema_errors(void) {
     cfg_free(r);
 
     /* missing required keys at the top level; null counts as missing; list items; types of maps */
-    r = parse("name: ~\nbackbone: 3\nreport:\n  tables:\n    - {name: t, rows: method.init, metric: acc}\n"
+    r = parse("name: ~\nbackbone: 3\nreport:\n  tables:\n    - {name: t, columns: dataset.name, metric: acc}\n"
               "  figures: [{name: f, series: loss, colour: red}]\n");
     CHECK(schema_validate(r, S, 0, &rep, &e) == -1);
     CHECK_MSG(contains(e.msg, "test.yaml:1:7: name: required, found null"), "%s", e.msg);
     CHECK_MSG(contains(e.msg, "test.yaml:2:11: backbone: expected a map, found '3'"), "%s", e.msg);
-    CHECK_MSG(contains(e.msg, "test.yaml:5:7: missing required key 'columns' in report.tables[0]"), "%s", e.msg);
+    CHECK_MSG(contains(e.msg, "test.yaml:5:7: missing required key 'rows' in report.tables[0]"), "%s", e.msg);
     CHECK_MSG(contains(e.msg, "unknown key 'colour' in report.figures[0]"), "%s", e.msg);
     CHECK_MSG(contains(e.msg, "test.yaml:1:1: missing required key 'dataset' at the top level"), "%s", e.msg);
     CHECK_MSG(contains(e.msg, "test.yaml:1:1: missing required key 'stages' at the top level"), "%s", e.msg);

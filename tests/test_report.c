@@ -728,6 +728,64 @@ static void test_nogp(void) {
     CHECK_MSG(strstr(err.msg, "gnuplot failed (exit 1)") && strstr(err.msg, "unknown terminal"), "%s", err.msg);
 }
 
+/* Metric columns (CNTLoRA Table 2 layout): one column per results key, each with its own bold direction. */
+static void test_metric_cols(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s", tpath("mc.db"));
+    Error err = {{0}};
+    Db *db = NULL;
+    ASSERTF(db_open(&db, path, &err) == 0, "%s", err.msg);
+    int64_t exp = 0;
+    ASSERTF(db_experiment(db, "drift", NULL, &exp, &err) == 0, "%s", err.msg);
+    static const char *const meth[2] = {"lora", "eva"};
+    const double cosv[2][2] = {{0.50, 0.54}, {0.80, 0.70}}, normv[2][2] = {{4.0, 5.0}, {1.0, 2.0}};
+    for (int m = 0; m < 2; m++)
+        for (int sd = 0; sd < 2; sd++) {
+            char id[32];
+            snprintf(id, sizeof id, "mc_%d_%d", m, sd);
+            begin(db, id, exp, m, sd, meth[m], "dreambooth");
+            const char *k[2] = {"drift_cos_dW_q", "drift_norm_dW_q"};
+            double v[2] = {cosv[m][sd], normv[m][sd]};
+            ASSERTF(db_put_results(db, id, k, v, NULL, 2, &err) == 0, "%s", err.msg);
+            ASSERTF(db_run_finish(db, id, "done", 1.0, 0, NULL, &err) == 0, "%s", err.msg);
+        }
+    db_close(db);
+    static const char *const ms[2] = {"drift_cos_dW_q", "drift_norm_dW_q"}, *const labels[2] = {"CosSim_Query", "SpecNorm_Query"};
+    static const int lower[2] = {0, 1};
+    ReportTable t;
+    memset(&t, 0, sizeof t);
+    t.name = "drift";
+    t.experiment = "drift";
+    t.row_key = "method.init";
+    t.metrics = ms;
+    t.n_metrics = 2;
+    t.lower_is_better = lower;
+    t.col_labels = labels;
+    t.decimals = 3;
+    t.higher_is_better = 1;
+    CHECK_MSG(report_table_path(path, &t, tmpdir, &err) == 0, "%s", err.msg);
+    CsvRow *rows = NULL;
+    int n = read_csv(tpath("drift.csv"), &rows);
+    const CsvRow *lc = find(rows, n, "lora", "drift_cos_dW_q", "ours"), *ec = find(rows, n, "eva", "drift_cos_dW_q", "ours");
+    const CsvRow *ln = find(rows, n, "lora", "drift_norm_dW_q", "ours"), *en = find(rows, n, "eva", "drift_norm_dW_q", "ours");
+    CHECK(lc && ec && ln && en);
+    if (lc && ec && ln && en) {
+        CHECK(fabs(atof(lc->f[4]) - 0.52) < 1e-9 && fabs(atof(ec->f[4]) - 0.75) < 1e-9);
+        CHECK(fabs(atof(ln->f[4]) - 4.5) < 1e-9 && fabs(atof(en->f[4]) - 1.5) < 1e-9);
+        /* bold: the higher cosine (eva) and the lower spectral norm (eva), not lora in either */
+        CHECK(atoi(ec->f[7]) == 1 && atoi(lc->f[7]) == 0 && atoi(en->f[7]) == 1 && atoi(ln->f[7]) == 0);
+    }
+    free(rows);
+    size_t len;
+    char *md = slurp(tpath("drift.md"), &len);
+    CHECK_MSG(md && strstr(md, "CosSim\\_Query") && strstr(md, "SpecNorm\\_Query") && strstr(md, "**1.500") &&
+              strstr(md, "lower is better for drift_norm_dW_q"), "%s", md ? md : "");
+    free(md);
+    /* metrics and columns together: refused */
+    t.col_key = "dataset.name";
+    CHECK(report_table_path(path, &t, tmpdir, &err) < 0 && strstr(err.msg, "exclude each other"));
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "values";
     make_tmpdir();
@@ -735,6 +793,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(which, "latex")) test_latex();
     else if (!strcmp(which, "paper")) test_paper();
     else if (!strcmp(which, "errors")) test_errors();
+    else if (!strcmp(which, "metric_cols")) test_metric_cols();
     else if (!strcmp(which, "figure")) {
         if (!have_gnuplot()) {
             fprintf(stderr, "SKIP: no gnuplot on PATH (apt-get install gnuplot-nox)\n");

@@ -1,0 +1,573 @@
+/* core/cuda/cuda_attention.cu: softmax(q k^T / sqrt(hs)) v on timm's fused qkv, per (batch, head), through
+ * cuBLAS batched GEMMs (pointer arrays: head h of image b starts at qkv + b*T*3C + h*hs, row stride 3C, so no
+ * permute copies) and one softmax kernel. The forward keeps only the log-sum-exp per row; the backward
+ * recomputes P = exp(S - lse) from q, k (one GEMM) instead of keeping B*NH*T*T probabilities per layer, and
+ * uses rowsum(P * dP) for the softmax backward (equal to rowsum(dO * O), so O need not be kept either).
+ *   forward:  S = scale K^T Q;  P = softmax(S), lse;  O = P V
+ *   backward: S, P again;  dV = P^T dO;  dP = dO V^T;  dS = P (dP - rowsum(P dP));  dQ = scale dS K;
+ *             dK = scale dS^T Q */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_internal.cuh"
+#include "cuda_ops.h"
+
+#define S_ g_cuda.stream
+
+static int pad8(int t) { return (t + 7) & ~7; }
+
+
+/* ---- fused (flash-style) path: head size 64, T <= 256 ---------------------------------------------------
+ * One block = up to 8 warps of 16 query rows (forward, dQ) or 4 warps of 16 key rows (dK, dV) of one (image,
+ * head); the whole K and V (or Q and dO) of the head sit in shared memory (T <= 256, loaded with cp.async),
+ * tiles of 32 keys / queries are
+ * multiplied with mma.sync m16n8k16 (bf16 in, f32 accumulate), operands loaded with ldmatrix from rows padded
+ * to 72 elements (no bank conflicts). Scores never leave registers:
+ *   forward: online softmax over key tiles; writes O and lse;
+ *   backward: (1) D = rowsum(dO * O), from the saved O (or from the forward run again, O in registers);
+ *   (2) per query tile: S, P = exp(S - lse), dP = dO V^T, dS = P (dP - D), dQ = scale dS K;
+ *   (3) per key tile: S^T, P^T, dP^T = V dO^T, dS^T, dV = P^T dO, dK = scale dS^T Q. No atomics. */
+#define FA_HS 64
+#define FA_LD 72 /* padded row (elements) */
+struct alignas(16) FaPack8 {
+    bf16d v[8];
+};
+
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const bf16d *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const bf16d *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+/* A fragments (16 rows x 64 cols, 4 k-chunks) of a row-major smem tile starting at row r0 */
+__device__ __forceinline__ void load_a64(uint32_t a[4][4], const bf16d *sm, int r0, int lane) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+        ldsm_x4(a[kk], sm + (r0 + (lane % 8) + ((lane / 8) % 2) * 8) * FA_LD + kk * 16 + (lane / 16) * 8);
+}
+/* acc (16 x 32: 4 n-tiles) = A (16 x 64) * Bst^T, Bst row-major [n][64] (rows n0..n0+31) */
+__device__ __forceinline__ void mm_abt(float acc[4][4], const uint32_t a[4][4], const bf16d *sm, int n0, int lane) {
+#pragma unroll
+    for (int n = 0; n < 4; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[n][e] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int np = 0; np < 2; np++) {
+            uint32_t b[4];
+            ldsm_x4(b, sm + (n0 + np * 16 + (lane % 8) + (lane / 16) * 8) * FA_LD + kk * 16 + ((lane / 8) % 2) * 8);
+            mma16816(acc[2 * np], a[kk], b[0], b[1]);
+            mma16816(acc[2 * np + 1], a[kk], b[2], b[3]);
+        }
+}
+/* acc (16 x 64: 8 n-tiles) += P (16 x 32, A fragments pa[2]) * Bst (rows k0..k0+31 of a row-major [k][64]) */
+__device__ __forceinline__ void mm_pb(float acc[8][4], const uint32_t pa[2][4], const bf16d *sm, int k0, int lane) {
+#pragma unroll
+    for (int kc = 0; kc < 2; kc++)
+#pragma unroll
+        for (int np = 0; np < 4; np++) {
+            uint32_t b[4];
+            ldsm_x4_t(b, sm + (k0 + kc * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * FA_LD + np * 16 + (lane / 16) * 8);
+            mma16816(acc[2 * np], pa[kc], b[0], b[1]);
+            mma16816(acc[2 * np + 1], pa[kc], b[2], b[3]);
+        }
+}
+/* C fragments of a 16 x 32 tile -> A fragments (2 k-chunks of 16) */
+__device__ __forceinline__ void c_to_a(uint32_t pa[2][4], const float s[4][4]) {
+#pragma unroll
+    for (int c = 0; c < 2; c++) {
+        pa[c][0] = pack2(s[2 * c][0], s[2 * c][1]);
+        pa[c][1] = pack2(s[2 * c][2], s[2 * c][3]);
+        pa[c][2] = pack2(s[2 * c + 1][0], s[2 * c + 1][1]);
+        pa[c][3] = pack2(s[2 * c + 1][2], s[2 * c + 1][3]);
+    }
+}
+/* rows [r0, r0 + n) of one head's 64 columns (global row stride ld elements) into smem rows 0..n-1; rows past
+ * `valid` are zero. Asynchronous 16-byte copies (cp.async, zero-filled past `valid`), all in flight at once:
+ * call load_wait() before reading. */
+__device__ __forceinline__ void load_rows(bf16d *sm, const bf16d *g, long ld, int r0, int n, int valid) {
+    for (int i = threadIdx.x; i < n * 8; i += blockDim.x) {
+        int r = i / 8, c = i % 8;
+        int ok = r0 + r < valid;
+        const bf16d *src = g + (ok ? (long)(r0 + r) * ld + c * 8 : 0);
+        uint32_t dst = (uint32_t)__cvta_generic_to_shared(sm + r * FA_LD + c * 8);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0));
+    }
+}
+__device__ __forceinline__ void load_wait(void) {
+    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    __syncthreads();
+}
+__device__ __forceinline__ float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+/* mode 0: out, lse. mode 1 (backward step 1): D[row] = rowsum(dout * O) */
+__global__ void __launch_bounds__(256) flash_forward_kernel(bf16d *out, float *lse, float *Dout, const bf16d *dout,
+                                                            const bf16d *qkv, int T, int C, int NH, int TP, float scale,
+                                                            int mode) {
+    extern __shared__ __align__(16) unsigned char smraw[];
+    int rows = blockDim.x / 2; /* 16 query rows per warp */
+    bf16d *Ks = (bf16d *)smraw, *Vs = Ks + TP * FA_LD, *Qs = Vs + TP * FA_LD;
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH, q0 = blockIdx.x * rows;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    long C3 = 3L * C;
+    const bf16d *base = qkv + (long)b * T * C3 + h * FA_HS;
+    load_rows(Ks, base + C, C3, 0, TP, T);
+    load_rows(Vs, base + 2 * C, C3, 0, TP, T);
+    load_rows(Qs, base, C3, q0, rows, T);
+    load_wait();
+    if (q0 + warp * 16 >= T) return;
+    uint32_t qa[4][4];
+    load_a64(qa, Qs, warp * 16, lane);
+    float o[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[n][e] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    for (int k0 = 0; k0 < T; k0 += 32) {
+        float s[4][4];
+        mm_abt(s, qa, Ks, k0, lane);
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int n = 0; n < 4; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int col = k0 + n * 8 + 2 * t + (e & 1);
+                s[n][e] = col < T ? s[n][e] * scale : -INFINITY;
+                mx[e / 2] = fmaxf(mx[e / 2], s[n][e]);
+            }
+        float alpha[2], rs[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mn = fmaxf(m[r], quad_max(mx[r]));
+            alpha[r] = __expf(m[r] - mn);
+            m[r] = mn;
+        }
+#pragma unroll
+        for (int n = 0; n < 4; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[n][e] = __expf(s[n][e] - m[e / 2]);
+                rs[e / 2] += s[n][e];
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + quad_sum(rs[r]);
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            o[n][0] *= alpha[0]; o[n][1] *= alpha[0];
+            o[n][2] *= alpha[1]; o[n][3] *= alpha[1];
+        }
+        uint32_t pa[2][4];
+        c_to_a(pa, s);
+        mm_pb(o, pa, Vs, k0, lane);
+    }
+    int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+    float dsum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= T) continue;
+        float inv = 1.0f / l[r];
+        long ro = ((long)b * T + row[r]) * C + h * FA_HS;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float v0 = o[n][2 * r] * inv, v1 = o[n][2 * r + 1] * inv;
+            if (mode == 0) {
+                *(__nv_bfloat162 *)(out + ro + n * 8 + 2 * t) = __floats2bfloat162_rn(v0, v1);
+            } else {
+                __nv_bfloat162 d = *(const __nv_bfloat162 *)(dout + ro + n * 8 + 2 * t);
+                dsum[r] += v0 * __bfloat162float(d.x) + v1 * __bfloat162float(d.y);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float d = quad_sum(dsum[r]);
+        if (row[r] < T && t == 0) {
+            long li = (long)bh * T + row[r];
+            if (mode == 0) lse[li] = m[r] + logf(l[r]);
+            else Dout[li] = d;
+        }
+    }
+}
+
+/* dQ for 64 query rows */
+__global__ void __launch_bounds__(256) flash_dq_kernel(bf16d *dqkv, const bf16d *dout, const bf16d *qkv, const float *lse,
+                                                       const float *Dv, int T, int C, int NH, int TP, float scale,
+                                                       int accumulate) {
+    extern __shared__ __align__(16) unsigned char smraw[];
+    int rows = blockDim.x / 2;
+    bf16d *Ks = (bf16d *)smraw, *Vs = Ks + TP * FA_LD, *Qs = Vs + TP * FA_LD, *dOs = Qs + rows * FA_LD;
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH, q0 = blockIdx.x * rows;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    long C3 = 3L * C;
+    const bf16d *base = qkv + (long)b * T * C3 + h * FA_HS;
+    load_rows(Ks, base + C, C3, 0, TP, T);
+    load_rows(Vs, base + 2 * C, C3, 0, TP, T);
+    load_rows(Qs, base, C3, q0, rows, T);
+    load_rows(dOs, dout + (long)b * T * C + h * FA_HS, C, q0, rows, T);
+    load_wait();
+    if (q0 + warp * 16 >= T) return;
+    uint32_t qa[4][4], da[4][4];
+    load_a64(qa, Qs, warp * 16, lane);
+    load_a64(da, dOs, warp * 16, lane);
+    int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+    float L[2], Dr[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        L[r] = row[r] < T ? lse[(long)bh * T + row[r]] : 0.0f;
+        Dr[r] = row[r] < T ? Dv[(long)bh * T + row[r]] : 0.0f;
+    }
+    float dq[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dq[n][e] = 0.0f;
+    for (int k0 = 0; k0 < T; k0 += 32) {
+        float s[4][4], dp[4][4];
+        mm_abt(s, qa, Ks, k0, lane);
+        mm_abt(dp, da, Vs, k0, lane);
+#pragma unroll
+        for (int n = 0; n < 4; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int col = k0 + n * 8 + 2 * t + (e & 1);
+                float p = col < T ? __expf(s[n][e] * scale - L[e / 2]) : 0.0f;
+                s[n][e] = p * (dp[n][e] - Dr[e / 2]); /* dS */
+            }
+        uint32_t pa[2][4];
+        c_to_a(pa, s);
+        mm_pb(dq, pa, Ks, k0, lane);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= T) continue;
+        bf16d *dst = dqkv + ((long)b * T + row[r]) * C3 + h * FA_HS;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float v0 = dq[n][2 * r] * scale, v1 = dq[n][2 * r + 1] * scale;
+            __nv_bfloat162 *p = (__nv_bfloat162 *)(dst + n * 8 + 2 * t);
+            if (accumulate) { v0 += __bfloat162float(p->x); v1 += __bfloat162float(p->y); }
+            *p = __floats2bfloat162_rn(v0, v1);
+        }
+    }
+}
+
+/* dK, dV for 64 key rows */
+__global__ void __launch_bounds__(128) flash_dkdv_kernel(bf16d *dqkv, const bf16d *dout, const bf16d *qkv,
+                                                         const float *lse, const float *Dv, int T, int C, int NH, int TP,
+                                                         float scale, int accumulate) {
+    extern __shared__ __align__(16) unsigned char smraw[];
+    int rows = blockDim.x / 2;
+    bf16d *Qs = (bf16d *)smraw, *dOs = Qs + TP * FA_LD, *Ks = dOs + TP * FA_LD, *Vs = Ks + rows * FA_LD;
+    float *Ls = (float *)(Vs + rows * FA_LD), *Ds = Ls + TP;
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH, k0b = blockIdx.x * rows;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    long C3 = 3L * C;
+    const bf16d *base = qkv + (long)b * T * C3 + h * FA_HS;
+    load_rows(Qs, base, C3, 0, TP, T);
+    load_rows(dOs, dout + (long)b * T * C + h * FA_HS, C, 0, TP, T);
+    load_rows(Ks, base + C, C3, k0b, rows, T);
+    load_rows(Vs, base + 2 * C, C3, k0b, rows, T);
+    for (int i = threadIdx.x; i < TP; i += blockDim.x) {
+        Ls[i] = i < T ? lse[(long)bh * T + i] : 0.0f;
+        Ds[i] = i < T ? Dv[(long)bh * T + i] : 0.0f;
+    }
+    load_wait();
+    if (k0b + warp * 16 >= T) return;
+    uint32_t ka[4][4], va[4][4];
+    load_a64(ka, Ks, warp * 16, lane);
+    load_a64(va, Vs, warp * 16, lane);
+    float dk[8][4], dv[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[n][e] = dv[n][e] = 0.0f;
+    for (int q0 = 0; q0 < T; q0 += 32) {
+        float s[4][4], dp[4][4];
+        mm_abt(s, ka, Qs, q0, lane);  /* S^T (keys x queries) */
+        mm_abt(dp, va, dOs, q0, lane); /* dP^T */
+#pragma unroll
+        for (int n = 0; n < 4; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int col = q0 + n * 8 + 2 * t + (e & 1);
+                float p = col < T ? __expf(s[n][e] * scale - Ls[col]) : 0.0f;
+                s[n][e] = p;
+                dp[n][e] = p * (dp[n][e] - Ds[col]);
+            }
+        uint32_t pa[2][4], dsa[2][4];
+        c_to_a(pa, s);
+        c_to_a(dsa, dp);
+        mm_pb(dv, pa, dOs, q0, lane);
+        mm_pb(dk, dsa, Qs, q0, lane);
+    }
+    int row[2] = {k0b + warp * 16 + g, k0b + warp * 16 + g + 8};
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= T) continue;
+        bf16d *dst = dqkv + ((long)b * T + row[r]) * C3 + h * FA_HS;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float k0v = dk[n][2 * r] * scale, k1v = dk[n][2 * r + 1] * scale;
+            float v0 = dv[n][2 * r], v1 = dv[n][2 * r + 1];
+            __nv_bfloat162 *pk = (__nv_bfloat162 *)(dst + C + n * 8 + 2 * t);
+            __nv_bfloat162 *pv = (__nv_bfloat162 *)(dst + 2 * C + n * 8 + 2 * t);
+            if (accumulate) {
+                k0v += __bfloat162float(pk->x); k1v += __bfloat162float(pk->y);
+                v0 += __bfloat162float(pv->x); v1 += __bfloat162float(pv->y);
+            }
+            *pk = __floats2bfloat162_rn(k0v, k1v);
+            *pv = __floats2bfloat162_rn(v0, v1);
+        }
+    }
+}
+
+static int use_flash(int T, int C, int NH) {
+    static int forced = -1;
+    if (forced < 0) {
+        const char *e = getenv("LORALAB_ATTENTION");
+        forced = e && strcmp(e, "unfused") == 0 ? 0 : 1;
+    }
+    return forced && C / NH == FA_HS && T <= 256 && C % 8 == 0;
+}
+static int pad32(int t) { return (t + 31) & ~31; }
+/* Warps per block: the 16-row tiles of one head split evenly over the fewest blocks of at most max_warps
+ * (T = 197: 13 tiles = 2 blocks of 7 warps), so K and V are read by as few blocks as possible. */
+static int warps_per_block(int T, int max_warps) {
+    int tiles = (T + 15) / 16, blocks = (tiles + max_warps - 1) / max_warps;
+    return (tiles + blocks - 1) / blocks;
+}
+#define FA_FWD_WARPS 8
+#define FA_DKDV_WARPS 4 /* 168 registers a thread */
+static size_t fwd_smem(int TP, int rows) { return (size_t)(2 * TP + rows) * FA_LD * 2; }
+static size_t dq_smem(int TP, int rows) { return (size_t)(2 * TP + 2 * rows) * FA_LD * 2; }
+static size_t dkdv_smem(int TP, int rows) { return (size_t)(2 * TP + 2 * rows) * FA_LD * 2 + 2 * (size_t)TP * 4; }
+static void flash_attrs(void) {
+    static int done = 0;
+    if (done) return;
+    CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)fwd_smem(256, 16 * FA_FWD_WARPS)));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)dq_smem(256, 16 * FA_FWD_WARPS)));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)dkdv_smem(256, 16 * FA_DKDV_WARPS)));
+    done = 1;
+}
+
+extern "C" size_t cuda_attention_scratch_bytes(int B, int T, int C, int NH) {
+    if (use_flash(T, C, NH)) return (size_t)B * NH * T * sizeof(float) + 256; /* D = rowsum(dO * O) */
+    size_t scores = (size_t)B * NH * T * pad8(T) * 2;
+    return 2 * ((scores + 255) & ~(size_t)255) + 10 * (size_t)B * NH * sizeof(void *) + 256;
+}
+
+struct PtrSpec {
+    char *base;
+    long sb, sh; /* byte strides per image and per head */
+};
+struct PtrTable {
+    PtrSpec s[10];
+    int n;
+};
+
+__global__ void fill_ptrs_kernel(void **arr, PtrTable t, int count, int NH) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    int b = i / NH, h = i % NH;
+    for (int a = 0; a < t.n; a++) arr[(long)a * count + i] = t.s[a].base + b * t.s[a].sb + h * t.s[a].sh;
+}
+
+/* Row r of (B*NH*T) rows: scores at S + (r / T) * T * Tp + (r % T) * Tp, length T. In place: P (bf16), lse. */
+__global__ void softmax_rows_kernel(bf16d *Sbuf, float *lse, int rows, int T, int Tp) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= rows) return;
+    bf16d *row = Sbuf + (long)(r / T) * T * Tp + (long)(r % T) * Tp;
+    float mx = -INFINITY;
+    for (int k = lane; k < T; k += 32) mx = fmaxf(mx, __bfloat162float(row[k]));
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float s = 0;
+    for (int k = lane; k < T; k += 32) s += __expf(__bfloat162float(row[k]) - mx);
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    float inv = 1.0f / s;
+    for (int k = lane; k < T; k += 32) row[k] = __float2bfloat16_rn(__expf(__bfloat162float(row[k]) - mx) * inv);
+    if (lane == 0) lse[r] = mx + logf(s);
+}
+
+/* P = exp(S - lse), in place. */
+__global__ void recompute_p_kernel(bf16d *Sbuf, const float *lse, int rows, int T, int Tp) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= rows) return;
+    bf16d *row = Sbuf + (long)(r / T) * T * Tp + (long)(r % T) * Tp;
+    float l = lse[r];
+    for (int k = lane; k < T; k += 32) row[k] = __float2bfloat16_rn(__expf(__bfloat162float(row[k]) - l));
+}
+
+/* dS = P (dP - sum_k P dP), written over dP. */
+__global__ void softmax_backward_rows_kernel(bf16d *dP, const bf16d *P, int rows, int T, int Tp) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= rows) return;
+    long off = (long)(r / T) * T * Tp + (long)(r % T) * Tp;
+    const bf16d *p = P + off;
+    bf16d *d = dP + off;
+    float dot = 0;
+    for (int k = lane; k < T; k += 32) dot += __bfloat162float(p[k]) * __bfloat162float(d[k]);
+    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    for (int k = lane; k < T; k += 32) {
+        float pk = __bfloat162float(p[k]);
+        d[k] = __float2bfloat16_rn(pk * (__bfloat162float(d[k]) - dot));
+    }
+}
+
+struct Scratch {
+    bf16d *s, *dp;
+    void **ptrs;
+};
+static Scratch carve(void *scratch, int B, int T, int NH) {
+    size_t scores = (size_t)B * NH * T * pad8(T) * 2;
+    scores = (scores + 255) & ~(size_t)255;
+    char *p = (char *)(((uintptr_t)scratch + 255) & ~(uintptr_t)255);
+    Scratch sc;
+    sc.s = (bf16d *)p;
+    sc.dp = (bf16d *)(p + scores);
+    sc.ptrs = (void **)(p + 2 * scores);
+    return sc;
+}
+
+static void fill(void **arr, const PtrTable &t, int count, int NH) {
+    fill_ptrs_kernel<<<cdiv(count, 256), 256, 0, S_>>>(arr, t, count, NH);
+    LAUNCH_CHECK();
+}
+
+extern "C" void cuda_attention_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH,
+                                       void *scratch) {
+    int hs = C / NH, Tp = pad8(T), cnt = B * NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    if (use_flash(T, C, NH)) {
+        flash_attrs();
+        int TP = pad32(T), w = warps_per_block(T, FA_FWD_WARPS);
+        dim3 grid(cdiv(T, 16 * w), cnt);
+        flash_forward_kernel<<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>((bf16d *)out, lse, NULL, NULL,
+                                                                          (const bf16d *)qkv, T, C, NH, TP, scale, 0);
+        LAUNCH_CHECK();
+        return;
+    }
+    Scratch sc = carve(scratch, B, T, NH);
+    char *q = (char *)qkv;
+    long e = sizeof(bf16);
+    PtrTable t;
+    t.n = 5;
+    t.s[0] = PtrSpec{q, (long)T * C3 * e, hs * e};                     /* Q */
+    t.s[1] = PtrSpec{q + C * e, (long)T * C3 * e, hs * e};             /* K */
+    t.s[2] = PtrSpec{q + 2 * C * e, (long)T * C3 * e, hs * e};         /* V */
+    t.s[3] = PtrSpec{(char *)sc.s, (long)NH * T * Tp * e, (long)T * Tp * e}; /* S */
+    t.s[4] = PtrSpec{(char *)out, (long)T * C * e, hs * e};            /* O */
+    fill(sc.ptrs, t, cnt, NH);
+    void **Q = sc.ptrs, **K = Q + cnt, **V = K + cnt, **Sp = V + cnt, **O = Sp + cnt;
+    /* S^T (Tk,Tq) = K^T-as-stored (hs,Tk)^T Q (hs,Tq), i.e. row-major S (Tq,Tk) = Q K^T */
+    cuda_mm_batched(true, false, T, T, hs, K, C3, Q, C3, Sp, Tp, scale, 0.0f, cnt);
+    int rows = cnt * T;
+    softmax_rows_kernel<<<cdiv(rows, 8), 256, 0, S_>>>(sc.s, lse, rows, T, Tp);
+    LAUNCH_CHECK();
+    /* O^T (hs,Tq) = V (hs,Tk) P^T-as-(Tk,Tq) */
+    cuda_mm_batched(false, false, hs, T, T, V, C3, Sp, Tp, O, C, 1.0f, 0.0f, cnt);
+}
+
+/* D[(b, h, t)] = dout . out over the head's 64 columns; one thread per (b, t, h), h fastest (coalesced) */
+__global__ void attn_rowdot_kernel(float *D, const bf16d *dout, const bf16d *out, int B, int T, int C, int NH) {
+    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i >= (long)B * T * NH) return;
+    int h = (int)(i % NH);
+    long bt = i / NH;
+    int t = (int)(bt % T), b = (int)(bt / T);
+    const FaPack8 *o = (const FaPack8 *)(out + bt * C + h * FA_HS), *d = (const FaPack8 *)(dout + bt * C + h * FA_HS);
+    float s = 0;
+#pragma unroll
+    for (int k = 0; k < FA_HS / 8; k++) {
+        FaPack8 a = o[k], c = d[k];
+#pragma unroll
+        for (int e = 0; e < 8; e++) s += __bfloat162float(a.v[e]) * __bfloat162float(c.v[e]);
+    }
+    D[((long)b * NH + h) * T + t] = s;
+}
+
+extern "C" void cuda_attention_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out,
+                                        const float *lse, int B, int T, int C, int NH, void *scratch, int accumulate) {
+    int hs = C / NH, Tp = pad8(T), cnt = B * NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs), beta = accumulate ? 1.0f : 0.0f;
+    if (use_flash(T, C, NH)) {
+        flash_attrs();
+        int TP = pad32(T);
+        float *Dv = (float *)(((uintptr_t)scratch + 255) & ~(uintptr_t)255);
+        int w = warps_per_block(T, FA_FWD_WARPS), wk = warps_per_block(T, FA_DKDV_WARPS);
+        dim3 grid(cdiv(T, 16 * w), cnt), gridk(cdiv(T, 16 * wk), cnt);
+        if (out) /* D = rowsum(dO * O) from the saved O */
+            attn_rowdot_kernel<<<cdiv((long)B * T * NH, 256), 256, 0, S_>>>(Dv, (const bf16d *)dout, (const bf16d *)out, B,
+                                                                          T, C, NH);
+        else /* from O recomputed in registers */
+            flash_forward_kernel<<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>(NULL, NULL, Dv, (const bf16d *)dout,
+                                                                              (const bf16d *)qkv, T, C, NH, TP, scale, 1);
+        LAUNCH_CHECK();
+        flash_dq_kernel<<<grid, 32 * w, dq_smem(TP, 16 * w), S_>>>((bf16d *)dqkv, (const bf16d *)dout, (const bf16d *)qkv,
+                                                                    lse, Dv, T, C, NH, TP, scale, accumulate);
+        LAUNCH_CHECK();
+        flash_dkdv_kernel<<<gridk, 32 * wk, dkdv_smem(TP, 16 * wk), S_>>>((bf16d *)dqkv, (const bf16d *)dout,
+                                                                           (const bf16d *)qkv, lse, Dv, T, C, NH, TP,
+                                                                           scale, accumulate);
+        LAUNCH_CHECK();
+        return;
+    }
+    Scratch sc = carve(scratch, B, T, NH);
+    char *q = (char *)qkv, *dq = (char *)dqkv;
+    long e = sizeof(bf16);
+    PtrTable t;
+    t.s[0] = PtrSpec{q, (long)T * C3 * e, hs * e};
+    t.s[1] = PtrSpec{q + C * e, (long)T * C3 * e, hs * e};
+    t.s[2] = PtrSpec{q + 2 * C * e, (long)T * C3 * e, hs * e};
+    t.s[3] = PtrSpec{(char *)sc.s, (long)NH * T * Tp * e, (long)T * Tp * e};
+    t.s[4] = PtrSpec{(char *)dout, (long)T * C * e, hs * e};
+    t.s[5] = PtrSpec{dq, (long)T * C3 * e, hs * e};
+    t.s[6] = PtrSpec{dq + C * e, (long)T * C3 * e, hs * e};
+    t.s[7] = PtrSpec{dq + 2 * C * e, (long)T * C3 * e, hs * e};
+    t.s[8] = PtrSpec{(char *)sc.dp, (long)NH * T * Tp * e, (long)T * Tp * e};
+    t.n = 9;
+    fill(sc.ptrs, t, cnt, NH);
+    void **Q = sc.ptrs, **K = Q + cnt, **V = K + cnt, **P = V + cnt, **dO = P + cnt, **dQ = dO + cnt, **dK = dQ + cnt,
+         **dV = dK + cnt, **dP = dV + cnt;
+    int rows = cnt * T;
+    cuda_mm_batched(true, false, T, T, hs, K, C3, Q, C3, P, Tp, scale, 0.0f, cnt);
+    recompute_p_kernel<<<cdiv(rows, 8), 256, 0, S_>>>(sc.s, lse, rows, T, Tp);
+    LAUNCH_CHECK();
+    /* dV^T (hs,Tk) = dO (hs,Tq) P-as-(Tk,Tq)^T */
+    cuda_mm_batched(false, true, hs, T, T, dO, C, P, Tp, dV, C3, 1.0f, beta, cnt);
+    /* dP^T (Tk,Tq) = V (hs,Tk)^T dO (hs,Tq) */
+    cuda_mm_batched(true, false, T, T, hs, V, C3, dO, C, dP, Tp, 1.0f, 0.0f, cnt);
+    softmax_backward_rows_kernel<<<cdiv(rows, 8), 256, 0, S_>>>(sc.dp, sc.s, rows, T, Tp);
+    LAUNCH_CHECK();
+    /* dQ^T (hs,Tq) = scale K (hs,Tk) dS^T-as-(Tk,Tq) */
+    cuda_mm_batched(false, false, hs, T, T, K, C3, dP, Tp, dQ, C3, scale, beta, cnt);
+    /* dK^T (hs,Tk) = scale Q (hs,Tq) dS-as-(Tk,Tq)^T */
+    cuda_mm_batched(false, true, hs, T, T, Q, C3, dP, Tp, dK, C3, scale, beta, cnt);
+}

@@ -1,0 +1,24 @@
+/* core/cuda/cuda_vit.h: the ViT LoRA training step on the GPU (C API). Built from a CPU ViT (core/vit.h) with
+ * LoRA adapters attached (methods/lora.c, AdapterSet): the frozen backbone is uploaded once as bf16; the
+ * trainable tensors (every LoRA A and B, and the head's weight and bias when `head.*` is trainable) get f32
+ * master copies, f32 gradients and AdamW state on the device, plus the bf16 copies the GEMMs read. A step is
+ * forward, softmax cross-entropy (mean over the batch), backward to the trainable tensors only (frozen
+ * weights cost no weight-gradient GEMM; backward stops below the lowest adapted block), AdamW; it is queued
+ * asynchronously, nothing is copied to the host unless asked (cuda_vit_loss, cuda_vit_download).
+ * Supported today: adapters of kind "lora" on blocks.i.attn.qkv:q|k|v (any subset, any rank), head trainable
+ * or frozen, every other backbone tensor frozen, AdamW (decay_all or per-tensor decay) with no gradient
+ * clipping; anything else is refused at create with a message naming it. All device memory is allocated at
+ * create (activations in one arena sized for max_batch), so steps never allocate.
+ * The calls on a built CudaVit (set_batch, step, loss, download, ...) are in cuda_vit_desc.h. */
+#ifndef CORE_CUDA_CUDA_VIT_H
+#define CORE_CUDA_CUDA_VIT_H
+#include "core/adapter.h"
+#include "core/common.h"
+#include "core/optim.h"
+#include "core/vit.h"
+#include "cuda_vit_desc.h"
+
+/* NULL with err filled when the configuration is not supported or there is no GPU. The CudaVit keeps
+ * pointers to the host tensors of m and ad (cuda_vit_download writes them): keep both alive. */
+CudaVit *cuda_vit_create(const ViT *m, const AdapterSet *ad, int max_batch, const OptConfig *oc, Error *err);
+#endif
