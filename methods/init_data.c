@@ -65,8 +65,21 @@ static int need_data(const InitContext *ctx, Error *err) {
     return 0;
 }
 
+/* The taps hand initializers (N, in) rows of a linear's input; a conv slot's input is NCHW images, which EVA,
+ * CorDA, CNTLoRA and ABM would misread: refuse it by name until they learn im2col rows. */
+static int no_conv_targets(const InitContext *ctx, Error *err) {
+    for (int i = 0; i < ctx->set->n; i++) {
+        const Adapter *a = &ctx->set->a[i];
+        if (a->kh > 0)
+            return err_set(err, "adapter '%s' sits on a conv layer: this data-driven initializer reads linear-layer "
+                                "inputs and does not support conv targets yet (use the kind's default init, or adapt "
+                                "linear layers)", a->target);
+    }
+    return 0;
+}
+
 int init_taps(InitContext *ctx, int n_batches, InitTapFn cb, void *user, Error *err) {
-    if (need_data(ctx, err)) return -1;
+    if (need_data(ctx, err) || no_conv_targets(ctx, err)) return -1;
     Model *m = ctx->model;
     LinearSlot **slots = xcalloc((size_t)m->n_targets + 1, sizeof *slots);
     int ns = adapter_slots(ctx, slots);
