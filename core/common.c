@@ -2,9 +2,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int err_set(Error *err, const char *fmt, ...) {
@@ -65,4 +67,19 @@ size_t peak_rss_bytes(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (size_t)ru.ru_maxrss * 1024u;
+}
+
+int mkdirs(const char *path, Error *err) {
+    char *buf = xstrdup(path);
+    int rc = 0;
+    for (char *p = buf + 1; rc == 0; p++) {
+        if (*p != '/' && *p != 0) continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST) rc = err_set(err, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = c;
+        if (!c) break;
+    }
+    free(buf);
+    return rc;
 }

@@ -41,6 +41,10 @@ void *xmalloc_aligned(size_t n);
 
 /* Wall-clock seconds (monotonic). */
 double now_seconds(void);
+
+/* mkdir -p: creates path and its missing parents (mode 0777 & umask); an existing directory is fine.
+ * -1 with err naming the component that could not be created and why. */
+int mkdirs(const char *path, Error *err);
 /* Peak resident set size of this process in bytes (from getrusage). */
 size_t peak_rss_bytes(void);
 

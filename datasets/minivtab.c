@@ -520,20 +520,6 @@ static const int SPLIT_N[3] = {MINIVTAB_TRAIN_N, MINIVTAB_VAL_N, MINIVTAB_TEST_N
 
 static int label_of(int i, int n, int K) { return n >= K ? i % K : (int)((long)i * K / n); }
 
-static int mkdir_p(const char *path, Error *err) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || !*p) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST) return err_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    return 0;
-}
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st; (void)flag; (void)ftw;
     return remove(p);
@@ -595,7 +581,7 @@ int minivtab_generate_task(const char *dir, int t, const MiniVtabOptions *o, con
     Error first = {{0}};
     for (int sp = 0, base = 0; sp < 3; base += SPLIT_N[sp], sp++) {
         snprintf(path, sizeof path, "%s/%s/images/%s", dir, task->name, SPLIT_DIRS[sp]);
-        if (mkdir_p(path, err)) { free(src); goto fail; }
+        if (mkdirs(path, err)) { free(src); goto fail; }
 #pragma omp parallel for schedule(dynamic, 16)
         for (int i = 0; i < SPLIT_N[sp]; i++) {
             Img im = {.S = S, .r = {o->seed, rng_stream(task->name, (uint64_t)sp, (uint64_t)i), 0}, .pools = &pools, .split = sp};
@@ -676,7 +662,7 @@ int minivtab_generate(const MiniVtabOptions *opt, int *generated, Error *err) {
     char tmp[4200], path[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", o.out, (long)getpid());
     rm_rf(tmp);
-    if (mkdir_p(tmp, err)) { idx_free(&fm); return -1; }
+    if (mkdirs(tmp, err)) { idx_free(&fm); return -1; }
     for (int t = 0; t < VTAB_N_TASKS; t++) {
         double ts = now_seconds();
         if (minivtab_generate_task(tmp, t, &o, &fm, err)) {

@@ -36,20 +36,6 @@
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
 
-static int mkdirs(const char *path, Error *err) {
-    char buf[PATH_MAX_LEN];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST) return err_set(err, "%s: cannot create directory: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    return 0;
-}
 static int file_exists(const char *p) { return access(p, F_OK) == 0; }
 
 CfgNode *runner_load_config(const char *config_path, const RunnerOptions *o, int no_files, Error *err) {

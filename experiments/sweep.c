@@ -53,21 +53,6 @@ typedef struct {
 } Sweep;
 
 /* ---- small helpers ------------------------------------------------------------------------------------------ */
-static int mkdir_p(const char *path, Error *err) {
-    char buf[SWEEP_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST)
-                return err_set(err, "%s: cannot create directory: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    return 0;
-}
 
 /* s as one shell word: 'it''s' -> 'it'\''s' */
 static void put_quoted(FILE *f, const char *s) {
@@ -117,7 +102,7 @@ static int sweep_load(Sweep *s, const char *path, const SweepOptions *o, Error *
 static int open_main_db(const Sweep *s, Db **db, Error *err) {
     char p[SWEEP_PATH_MAX + 16];
     snprintf(p, sizeof p, "%s/runs.db", s->out);
-    if (mkdir_p(s->out, err)) return -1;
+    if (mkdirs(s->out, err)) return -1;
     return db_open_opts(db, p, &(DbOptions){.shard = s->shard}, err);
 }
 
@@ -449,7 +434,7 @@ static int sweep_config(const char *path, const SweepOptions *o, int depth, Deps
         snprintf(dir, sizeof dir, "%s/slurm", s.out);
         time_t now = time(NULL);
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-        rc = mkdir_p(dir, err);
+        rc = mkdirs(dir, err);
         for (int k = 1; !rc; k++) { /* a fresh name: two sweeps in one second keep both scripts */
             if (k == 1) snprintf(script, sizeof script, "%s/%s-%s.sbatch", dir, s.name, stamp);
             else snprintf(script, sizeof script, "%s/%s-%s-%d.sbatch", dir, s.name, stamp, k);
