@@ -1,5 +1,6 @@
 #include "gradcheck.h"
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 
 int gradcheck(const char *label, GcLossFn f, void *ctx, float *x, const float *g, size_t n, float eps,
@@ -39,4 +40,16 @@ void gc_fill(float *x, size_t n, float lo, float hi, unsigned seed) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = lo + (hi - lo) * (float)((s >> 40) * (1.0 / 16777216.0));
     }
+}
+
+float *gc_filled(size_t n, float lo, float hi, unsigned seed) {
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    gc_fill(x, n, lo, hi, seed);
+    return x;
+}
+
+double gc_dot(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
 }

@@ -14,4 +14,8 @@ int gradcheck(const char *label, GcLossFn f, void *ctx, float *x, const float *g
               int max_checks);
 /* Fill x (n) with uniform values in [lo, hi) from a fixed seed (tests only; not the project RNG). */
 void gc_fill(float *x, size_t n, float lo, float hi, unsigned seed);
+/* A new array (malloc; free()) filled by gc_fill. */
+float *gc_filled(size_t n, float lo, float hi, unsigned seed);
+/* sum a[i] b[i] in double: the scalar loss sum(out * r) the checks differentiate. */
+double gc_dot(const float *a, const float *b, size_t n);
 #endif

@@ -31,17 +31,7 @@
 #include "testlib.h"
 
 #define EPS 1e-2f
-static float *rnd(size_t n, unsigned seed, float s) {
-    float *x = malloc(n * sizeof *x);
-    gc_fill(x, n, -s, s, seed);
-    return x;
-}
-static double dot(const float *a, const float *r, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * r[i];
-    return s;
-}
-
+static float *rnd(size_t n, unsigned seed, float s) { return gc_filled(n, -s, s, seed); }
 /* ---- DoRA with its norms held fixed (the FD reference of the detached backward) ---- */
 #define MAX_FROZEN 16
 static struct { Adapter *a; float *norm; } frozen[MAX_FROZEN];
@@ -121,7 +111,7 @@ static double slot_loss(void *p) {
     SlotCtx *c = p;
     arena_reset(&c->ar);
     linear_slot_forward(&c->slot, &c->host, c->out, c->inp, S_N, &c->ar);
-    return dot(c->out, c->R, (size_t)S_N * S_OUT);
+    return gc_dot(c->out, c->R, (size_t)S_N * S_OUT);
 }
 static void slot_build(SlotCtx *c, const AdapterKind *kind, int r, float alpha) {
     memset(c, 0, sizeof *c);
@@ -217,7 +207,7 @@ static double vit_loss(void *p) {
     VitCtx *c = p;
     arena_reset(c->ar);
     vit_forward(c->m, c->logits, c->img, c->B, c->ar);
-    return dot(c->logits, c->R, (size_t)c->B * c->m->cfg.n_classes);
+    return gc_dot(c->logits, c->R, (size_t)c->B * c->m->cfg.n_classes);
 }
 static void tiny_vit(ViT *m) {
     ViTConfig cfg = {.img_size = 8, .in_ch = 2, .patch = 4, .dim = 8, .depth = 2, .heads = 2, .mlp_hidden = 16,

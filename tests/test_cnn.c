@@ -16,18 +16,6 @@
 #include "gradcheck.h"
 #include "testlib.h"
 
-static double dot(const float *a, const float *b, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-
-static float *filled(size_t n, float lo, float hi, unsigned seed) {
-    float *x = malloc(n * sizeof(float));
-    gc_fill(x, n, lo, hi, seed);
-    return x;
-}
-
 static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
 
 /* ---- conv2d ------------------------------------------------------------------------------------------- */
@@ -75,8 +63,8 @@ static void conv2d_reference(double *out, const float *inp, const float *w, cons
 static void test_conv2d_direct(void) {
     for (int c = 0; c < (int)ARRAY_LEN(CONV_CASES); c++) {
         ConvShape s = conv_case(c);
-        float *inp = filled(conv_in_n(s), -1, 1, 1), *w = filled(conv_w_n(s), -1, 1, 2);
-        float *bias = filled((size_t)s.C_out, -1, 1, 3), *out = zeros(conv_out_n(s));
+        float *inp = gc_filled(conv_in_n(s), -1, 1, 1), *w = gc_filled(conv_w_n(s), -1, 1, 2);
+        float *bias = gc_filled((size_t)s.C_out, -1, 1, 3), *out = zeros(conv_out_n(s));
         float *scratch = malloc(conv2d_scratch_floats(s) * sizeof(float));
         double *ref = malloc(conv_out_n(s) * sizeof(double));
         for (int with_bias = 0; with_bias < 2; with_bias++) {
@@ -98,7 +86,7 @@ typedef struct {
 static double conv_loss(void *p) {
     ConvCtx *c = p;
     conv2d_forward(c->out, c->scratch, c->inp, c->w, c->bias, c->s);
-    return dot(c->out, c->r, conv_out_n(c->s));
+    return gc_dot(c->out, c->r, conv_out_n(c->s));
 }
 
 /* Max |a - b| over n. */
@@ -112,8 +100,8 @@ static void test_grad_conv2d(void) {
     for (int k = 0; k < (int)ARRAY_LEN(CONV_CASES); k++) {
         ConvShape s = conv_case(k);
         size_t ni = conv_in_n(s), nw = conv_w_n(s), no = conv_out_n(s);
-        ConvCtx c = {s, filled(ni, -1, 1, 10 + k), filled(nw, -1, 1, 20 + k), filled((size_t)s.C_out, -1, 1, 30 + k),
-                     zeros(no), filled(no, -1, 1, 40 + k), malloc(conv2d_scratch_floats(s) * sizeof(float))};
+        ConvCtx c = {s, gc_filled(ni, -1, 1, 10 + k), gc_filled(nw, -1, 1, 20 + k), gc_filled((size_t)s.C_out, -1, 1, 30 + k),
+                     zeros(no), gc_filled(no, -1, 1, 40 + k), malloc(conv2d_scratch_floats(s) * sizeof(float))};
         float *di = zeros(ni), *dw = zeros(nw), *db = zeros((size_t)s.C_out);
         conv2d_backward(di, dw, db, c.scratch, c.r, c.inp, c.w, s);
         char label[64];
@@ -185,15 +173,15 @@ static double pool_loss(void *p) {
     if (c->kind == 0) maxpool2d_forward(c->out, c->argmax, c->inp, c->s);
     else if (c->kind == 1) avgpool2d_forward(c->out, c->inp, c->s);
     else global_avgpool_forward(c->out, c->inp, c->s.B, c->s.C, c->s.H * c->s.W);
-    return dot(c->out, c->r, pool_out_n(c));
+    return gc_dot(c->out, c->r, pool_out_n(c));
 }
 
 static void pool_gradcheck(const char *label, int kind, PoolShape s, unsigned seed) {
     size_t ni = (size_t)s.B * s.C * s.H * s.W;
-    PoolCtx c = {s, kind, filled(ni, -1, 1, seed), NULL, NULL, NULL};
+    PoolCtx c = {s, kind, gc_filled(ni, -1, 1, seed), NULL, NULL, NULL};
     size_t no = pool_out_n(&c);
     c.out = zeros(no);
-    c.r = filled(no, -1, 1, seed + 1);
+    c.r = gc_filled(no, -1, 1, seed + 1);
     c.argmax = malloc(no * sizeof(int32_t));
     pool_loss(&c);
     float *di = zeros(ni);
@@ -258,14 +246,14 @@ static double bn_loss(void *p) {
     BnCtx *c = p;
     if (c->train) batchnorm_forward_train(c->out, c->mean, c->rstd, NULL, NULL, c->inp, c->w, c->b, c->s);
     else batchnorm_forward_frozen(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->rm, c->rv, c->s);
-    return dot(c->out, c->r, bn_n(c->s));
+    return gc_dot(c->out, c->r, bn_n(c->s));
 }
 
 static void bn_gradcheck(int train) {
     BatchNormShape s = batchnorm_shape(3, 4, 5);
     size_t n = bn_n(s), C = (size_t)s.C;
-    BnCtx c = {s, train, filled(n, -2, 3, 1), filled(C, 0.5f, 1.5f, 2), filled(C, -1, 1, 3), filled(C, -1, 1, 4),
-               filled(C, 0.5f, 2, 5), zeros(n), zeros(C), zeros(C), filled(n, -1, 1, 6)};
+    BnCtx c = {s, train, gc_filled(n, -2, 3, 1), gc_filled(C, 0.5f, 1.5f, 2), gc_filled(C, -1, 1, 3), gc_filled(C, -1, 1, 4),
+               gc_filled(C, 0.5f, 2, 5), zeros(n), zeros(C), zeros(C), gc_filled(n, -1, 1, 6)};
     bn_loss(&c);
     float *di = zeros(n), *dw = zeros(C), *db = zeros(C);
     batchnorm_backward(di, dw, db, c.r, c.inp, c.w, c.mean, c.rstd, train, s);
@@ -292,7 +280,7 @@ static void test_grad_batchnorm_frozen(void) { bn_gradcheck(0); }
 static void test_batchnorm_running_stats(void) {
     BatchNormShape s = batchnorm_shape(2, 3, 4);
     size_t n = bn_n(s);
-    float *x = filled(n, -1, 3, 11), *out = zeros(n), mean[3], rstd[3];
+    float *x = gc_filled(n, -1, 3, 11), *out = zeros(n), mean[3], rstd[3];
     float rm[3] = {0.5f, -1, 0}, rv[3] = {2, 0.5f, 1}, w[3] = {1, 2, 3}, b[3] = {0, 1, -1};
     double erm[3], erv[3];
     memcpy(out, x, n * sizeof(float));
@@ -346,12 +334,12 @@ enum { DROP_SEED = 1234 };
 static double drop_loss(void *p) {
     DropCtx *c = p;
     dropout_forward(c->out, NULL, c->inp, c->n, c->p, DROP_SEED, DROP_STREAM);
-    return dot(c->out, c->r, c->n);
+    return gc_dot(c->out, c->r, c->n);
 }
 
 static void test_grad_dropout(void) {
     size_t n = 1001; /* not a multiple of 4: the last Philox block is partial */
-    DropCtx c = {filled(n, -1, 1, 1), zeros(n), filled(n, -1, 1, 2), n, 0.3f};
+    DropCtx c = {gc_filled(n, -1, 1, 1), zeros(n), gc_filled(n, -1, 1, 2), n, 0.3f};
     uint8_t *mask = malloc(n);
     dropout_forward(c.out, mask, c.inp, n, c.p, DROP_SEED, DROP_STREAM);
     size_t kept = 0;
@@ -372,7 +360,7 @@ static void test_grad_dropout(void) {
 
     /* Thread-count independent, reproducible; another stream gives another mask. */
     size_t big = 300000;
-    float *x = filled(big, -1, 1, 3), *y1 = zeros(big), *y2 = zeros(big), *y3 = zeros(big);
+    float *x = gc_filled(big, -1, 1, 3), *y1 = zeros(big), *y2 = zeros(big), *y3 = zeros(big);
     int nt = omp_get_max_threads();
     omp_set_num_threads(1);
     dropout_forward(y1, NULL, x, big, 0.5f, 9, 1);
@@ -400,12 +388,12 @@ typedef struct {
 static double relu_loss(void *p) {
     ReluCtx *c = p;
     relu_forward(c->out, c->inp, c->n);
-    return dot(c->out, c->r, c->n);
+    return gc_dot(c->out, c->r, c->n);
 }
 
 static void test_grad_relu(void) {
     size_t n = 500;
-    ReluCtx c = {filled(n, -1, 1, 1), zeros(n), filled(n, -1, 1, 2), n};
+    ReluCtx c = {gc_filled(n, -1, 1, 1), zeros(n), gc_filled(n, -1, 1, 2), n};
     for (size_t i = 0; i < n; i++) /* keep inputs away from the kink so finite differences see one side */
         if (fabsf(c.inp[i]) < 0.05f) c.inp[i] = 0.05f;
     relu_loss(&c);
@@ -435,7 +423,7 @@ static double cnn_loss(void *p) {
     CnnCtx *c = p;
     arena_reset(&c->arena);
     cnn_forward(&c->m, c->logits, c->x, c->B, c->train, &c->arena);
-    return dot(c->logits, c->r, (size_t)c->B * c->m.cfg.n_classes);
+    return gc_dot(c->logits, c->r, (size_t)c->B * c->m.cfg.n_classes);
 }
 
 static void cnn_ctx_init(CnnCtx *c, CnnConfig cfg, int B, int train) {
@@ -445,9 +433,9 @@ static void cnn_ctx_init(CnnCtx *c, CnnConfig cfg, int B, int train) {
     cnn_init_params(&c->m, 42);
     arena_init(&c->arena, 4096);
     size_t nx = (size_t)B * cfg.in_ch * cfg.img_h * cfg.img_w, nl = (size_t)B * cfg.n_classes;
-    c->x = filled(nx, -1, 1, 77);
+    c->x = gc_filled(nx, -1, 1, 77);
     c->logits = zeros(nl);
-    c->r = filled(nl, -1, 1, 78);
+    c->r = gc_filled(nl, -1, 1, 78);
     c->B = B;
     c->train = train;
 }

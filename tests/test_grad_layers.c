@@ -18,24 +18,14 @@
 #include "testlib.h"
 
 #define EPS 1e-2f
-static float *rnd(size_t n, unsigned seed, float s) {
-    float *x = malloc(n * sizeof *x);
-    gc_fill(x, n, -s, s, seed);
-    return x;
-}
+static float *rnd(size_t n, unsigned seed, float s) { return gc_filled(n, -s, s, seed); }
 static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
-static double dot(const float *a, const float *r, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * r[i];
-    return s;
-}
-
 /* ---- linear ---- */
 typedef struct { float *out, *inp, *w, *b, *R; int N, IC, OC; } LinCtx;
 static double lin_loss(void *p) {
     LinCtx *c = p;
     linear_forward(c->out, c->inp, c->w, c->b, c->N, c->IC, c->OC);
-    return dot(c->out, c->R, (size_t)c->N * c->OC);
+    return gc_dot(c->out, c->R, (size_t)c->N * c->OC);
 }
 static int check_linear(void) {
     LinCtx c = {.N = 6, .IC = 5, .OC = 7};
@@ -57,7 +47,7 @@ typedef struct { float *out, *mean, *rstd, *inp, *w, *b, *R; int N, C; } LnCtx;
 static double ln_loss(void *p) {
     LnCtx *c = p;
     layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C, 1e-5f);
-    return dot(c->out, c->R, (size_t)c->N * c->C);
+    return gc_dot(c->out, c->R, (size_t)c->N * c->C);
 }
 static int check_layernorm(void) {
     LnCtx c = {.N = 5, .C = 8};
@@ -78,7 +68,7 @@ typedef struct { float *out, *att, *qkv, *R; int B, T, C, NH, causal; } AttCtx;
 static double att_loss(void *p) {
     AttCtx *c = p;
     attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->NH, c->causal);
-    return dot(c->out, c->R, (size_t)c->B * c->T * c->C);
+    return gc_dot(c->out, c->R, (size_t)c->B * c->T * c->C);
 }
 static int check_attention(int causal) {
     AttCtx c = {.B = 2, .T = 5, .C = 8, .NH = 2, .causal = causal};
@@ -102,7 +92,7 @@ typedef struct { float *out, *inp, *R; size_t n; int silu; } ActCtx;
 static double act_loss(void *p) {
     ActCtx *c = p;
     if (c->silu) silu_forward(c->out, c->inp, c->n); else gelu_forward(c->out, c->inp, c->n);
-    return dot(c->out, c->R, c->n);
+    return gc_dot(c->out, c->R, c->n);
 }
 static int check_act(int silu) {
     ActCtx c = {.n = 64, .silu = silu};
@@ -142,7 +132,7 @@ static double tok_loss(void *p) {
     TokCtx *c = p;
     tokens_forward(c->x, c->pe, c->cls, c->pos, c->B, c->NP, c->D);
     token_pool_forward(c->pooled, c->x, c->B, c->NP + 1, c->D, c->mode);
-    return dot(c->pooled, c->R, (size_t)c->B * c->D);
+    return gc_dot(c->pooled, c->R, (size_t)c->B * c->D);
 }
 static int check_tokens(TokenPool mode) {
     TokCtx c = {.B = 2, .NP = 4, .D = 3, .mode = mode};
@@ -167,7 +157,7 @@ static double vit_loss(void *p) {
     VitCtx *c = p;
     arena_reset(c->ar);
     vit_forward(c->m, c->logits, c->img, c->B, c->ar);
-    return dot(c->logits, c->R, (size_t)c->B * c->m->cfg.n_classes);
+    return gc_dot(c->logits, c->R, (size_t)c->B * c->m->cfg.n_classes);
 }
 static int check_set(const char *tag, VitCtx *c, ParamSet *ps) {
     int bad = 0;
@@ -247,7 +237,7 @@ static void tap_copy(void *ctx, const LinearSlot *s, const float *inp, const flo
 typedef struct { VitCtx v; TapBuf *tap; const float *J; size_t nz; } InjCtx;
 static double inj_loss(void *p) {
     InjCtx *c = p;
-    return vit_loss(&c->v) + dot(c->tap->z, c->J, c->nz);
+    return vit_loss(&c->v) + gc_dot(c->tap->z, c->J, c->nz);
 }
 static int check_capabilities(void) {
     ViT m;

@@ -29,17 +29,6 @@
 #include "testlib.h"
 #include "testmodels.h"
 
-static double dot(const float *a, const float *b, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-static float *filled(size_t n, float lo, float hi, unsigned seed) {
-    float *x = malloc(n * sizeof(float));
-    gc_fill(x, n, lo, hi, seed);
-    return x;
-}
-
 /* ---- a model with adapters and the loss sum(logits * r) + penalty ---------------------------------------- */
 
 typedef struct {
@@ -79,9 +68,9 @@ static int net_init(Net *n, const ModelConfig *mc, const char *const *pats, int 
         if (n->ad.a[i].kind == &ADAPTER_DORA) dora_reset_magnitude(&n->ad.a[i]);
     arena_init(&n->ar, 1 << 16);
     size_t nx = (size_t)B * n->m.in_ch * n->m.img_h * n->m.img_w, nl = (size_t)B * n->m.n_classes;
-    n->x = filled(nx, -1, 1, 21);
+    n->x = gc_filled(nx, -1, 1, 21);
     n->logits = calloc(nl, sizeof(float));
-    n->r = filled(nl, -1, 1, 22);
+    n->r = gc_filled(nl, -1, 1, 22);
     n->B = B;
     n->train = train;
     n->with_reg = 1;
@@ -97,7 +86,7 @@ static double net_loss(void *p) {
     Net *n = p;
     arena_reset(&n->ar);
     model_forward(&n->m, n->logits, n->x, n->B, n->train, &n->ar);
-    double L = dot(n->logits, n->r, (size_t)n->B * n->m.n_classes);
+    double L = gc_dot(n->logits, n->r, (size_t)n->B * n->m.n_classes);
     return L + (n->with_reg ? adapters_regularize(&n->ad, 0, &n->ar) : 0);
 }
 static void net_grads(Net *n) {
@@ -307,7 +296,7 @@ static double max_diff_d(const float *a, const double *b, size_t n, double *scal
 static void test_lava_regularizer(void) {
     /* the primitive, both layouts */
     const int d = 7, R = 3;
-    float *F = filled((size_t)d * R, -0.8f, 0.8f, 5), *M = malloc((size_t)d * R * sizeof(float));
+    float *F = gc_filled((size_t)d * R, -0.8f, 0.8f, 5), *M = malloc((size_t)d * R * sizeof(float));
     for (int i = 0; i < d; i++)
         for (int k = 0; k < R; k++) M[k * d + i] = F[i * R + k]; /* M = F^T (R, d) */
     double *ref = malloc((size_t)d * R * sizeof(double)), gram[9], sc;
@@ -395,8 +384,8 @@ static void test_adapter_backward_delta(void) {
         gc_fill(ad.params.data, ad.params.numel, -0.5f, 0.5f, 7);
         if (kinds[k] == &ADAPTER_DORA) dora_reset_magnitude(a);
         const int N = 6, ldo = 3 * a->n; /* the host is the fused qkv: out = 3 dim */
-        float *x = filled((size_t)N * a->n, -1, 1, 8), *out = calloc((size_t)N * ldo, sizeof(float));
-        float *dout = filled((size_t)N * ldo, -1, 1, 9);
+        float *x = gc_filled((size_t)N * a->n, -1, 1, 8), *out = calloc((size_t)N * ldo, sizeof(float));
+        float *dout = gc_filled((size_t)N * ldo, -1, 1, 9);
         Arena ar;
         arena_init(&ar, 1 << 16);
         /* per-token path: the host part first (the kinds expect out to hold x W0^T + b) */
@@ -537,7 +526,7 @@ static void test_adapter_tangent(void) {
             gc_fill(A, (size_t)R * N, -1, 1, 31);
             if (bzero) memset(B, 0, (size_t)M * R * sizeof(float));
             else gc_fill(B, (size_t)M * R, -1, 1, 32);
-            float *G = filled((size_t)M * N, -1, 1, 33), *P = malloc((size_t)M * N * sizeof(float));
+            float *G = gc_filled((size_t)M * N, -1, 1, 33), *P = malloc((size_t)M * N * sizeof(float));
             float *At = malloc((size_t)N * R * sizeof(float));
             for (int l = 0; l < R; l++)
                 for (int j = 0; j < N; j++) At[j * R + l] = A[l * N + j];
@@ -611,7 +600,7 @@ typedef struct {
 static double inj_loss(void *p) { /* sum(logits r) + sum(J z), z the tapped conv output */
     InjCtx *c = p;
     double L = net_loss(c->n);
-    return L + dot(c->J, c->tap->z, c->tap->nz);
+    return L + gc_dot(c->J, c->tap->z, c->tap->nz);
 }
 
 static LinearSlot *slot_named(Model *m, const char *name) {
@@ -703,7 +692,7 @@ static void test_conv_slot_capabilities(void) {
     s->grad_w = NULL;
 
     /* injected gradient J at the conv output: the gradients are those of sum(logits r) + sum(J z) */
-    float *J = filled(nz, -1, 1, 41);
+    float *J = gc_filled(nz, -1, 1, 41);
     s->inject = J;
     net_grads(&n);
     s->inject = NULL;
