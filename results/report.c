@@ -558,26 +558,26 @@ static int collect(Table *tb, DbReader *rd, Error *err) {
         int r = strlist_find(&tb->rows, rowv[i]);
         int nm = t->n_metrics > 0 ? t->n_metrics : 1, any = 0;
         for (int mj = 0; mj < nm && rc == 0; mj++) {
-        int c = t->n_metrics > 0 ? mj : t->col_key ? strlist_find(&tb->cols, colv[i]) : 0;
-        const char *metric = t->n_metrics > 0 ? t->metrics[mj] : t->metric;
-        double v;
-        int found;
-        if ((rc = db_read_result(rd, rl.id[i], metric, &v, NULL, &found, err))) break;
-        if (!found) continue;
-        any = 1;
-        Samples *s = &tb->cell[(size_t)r * tb->cols.n + c];
-        for (int q = 0; q < s->n; q++) {
-            if (rl.seed[i] != INT64_MIN && s->seed[q] == rl.seed[i]) {
-                rc = err_set(err,
-                             "report table '%s': cell (%s = %s, %s = %s) has two runs with seed %lld (%s and %s): "
-                             "they differ in a param the table does not key on; add a where filter or a key",
-                             t->name, t->row_key, rowv[i], t->col_key ? t->col_key : "metric",
-                             t->col_key ? colv[i] : metric, (long long)rl.seed[i], s->id[q], rl.id[i]);
-                break;
+            int c = t->n_metrics > 0 ? mj : t->col_key ? strlist_find(&tb->cols, colv[i]) : 0;
+            const char *metric = t->n_metrics > 0 ? t->metrics[mj] : t->metric;
+            double v;
+            int found;
+            if ((rc = db_read_result(rd, rl.id[i], metric, &v, NULL, &found, err))) break;
+            if (!found) continue;
+            any = 1;
+            Samples *s = &tb->cell[(size_t)r * tb->cols.n + c];
+            for (int q = 0; q < s->n; q++) {
+                if (rl.seed[i] != INT64_MIN && s->seed[q] == rl.seed[i]) {
+                    rc = err_set(err,
+                                 "report table '%s': cell (%s = %s, %s = %s) has two runs with seed %lld (%s and %s): "
+                                 "they differ in a param the table does not key on; add a where filter or a key",
+                                 t->name, t->row_key, rowv[i], t->col_key ? t->col_key : "metric",
+                                 t->col_key ? colv[i] : metric, (long long)rl.seed[i], s->id[q], rl.id[i]);
+                    break;
+                }
             }
-        }
-        if (rc) break;
-        samples_add(s, v * tb->scale, rl.seed[i], rl.id[i]);
+            if (rc) break;
+            samples_add(s, v * tb->scale, rl.seed[i], rl.id[i]);
         }
         if (rc) break;
         if (!any) n_nometric++;
