@@ -26,29 +26,46 @@ static void normalize(float *A, float *B, int m, int n, int r) {
     }
 }
 
+/* One nn.Linear(N -> M) without bias ("lin", weight zeroed) with a LoRA adapter of rank R attached. */
+typedef struct {
+    ParamSet ps;
+    int w;
+    LinearSlot slot;
+    AdapterTarget tg;
+    AdapterSet set;
+} OneLinear;
+static void one_linear(OneLinear *o, int M, int N, int R, float alpha) {
+    Error err;
+    params_init(&o->ps);
+    int64_t shape[2] = {M, N};
+    o->w = params_add(&o->ps, "lin.weight", 2, shape, 1);
+    params_finalize(&o->ps);
+    o->slot = (LinearSlot){.w = o->w, .b = -1, .in = N, .out = M};
+    o->tg = (AdapterTarget){.name = "lin", .slot = &o->slot, .row0 = 0, .rows = M};
+    const char *pats[] = {"lin"};
+    AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = R, .alpha = alpha};
+    ASSERTF(adapters_attach(&o->set, &o->tg, 1, &o->ps, pats, 1, &spec, 1, &err) == 1, "%s", err.msg);
+}
+static void one_linear_free(OneLinear *o) {
+    adapters_free(&o->set, &o->tg, 1);
+    params_free(&o->ps);
+}
+
 static void check(const char *init) {
     enum { M = 24, N = 16, R = 4 };
     Error err;
     SafeTensors st;
     ASSERT(st_open(&st, TEST_FIXTURE_DIR "/peft_init_ref.safetensors", &err) == 0);
-    ParamSet ps;
-    params_init(&ps);
-    int64_t shape[2] = {M, N};
-    int w = params_add(&ps, "lin.weight", 2, shape, 1);
-    params_finalize(&ps);
-    ASSERT(st_read_f32(&st, "W0", params_data(&ps, w), M * N, &err) == 0);
-    LinearSlot slot = {.w = w, .b = -1, .in = N, .out = M};
-    AdapterTarget tg = {.name = "lin", .slot = &slot, .row0 = 0, .rows = M};
-    AdapterSet set;
-    const char *pats[] = {"lin"};
-    AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = R, .alpha = 8};
-    ASSERT(adapters_attach(&set, &tg, 1, &ps, pats, 1, &spec, 1, &err) == 1);
-    InitContext ctx = {.set = &set, .seed = 1};
+    OneLinear o;
+    one_linear(&o, M, N, R, 8);
+    /* W0 after attaching: LoRA's default init leaves it alone, and PiSSA / OLoRA read it */
+    ASSERT(st_read_f32(&st, "W0", params_data(&o.ps, o.w), M * N, &err) == 0);
+    InitContext ctx = {.set = &o.set, .seed = 1};
     InitResult res;
     CHECK_MSG(init_run(init, &ctx, &res, &err) == 0, "%s", err.msg);
     float A[R * N], B[M * R], rA[R * N], rB[M * R], rW[M * N];
-    memcpy(A, params_data(&set.params, set.a[0].t[LORA_A]), sizeof A);
-    memcpy(B, params_data(&set.params, set.a[0].t[LORA_B]), sizeof B);
+    memcpy(A, params_data(&o.set.params, o.set.a[0].t[LORA_A]), sizeof A);
+    memcpy(B, params_data(&o.set.params, o.set.a[0].t[LORA_B]), sizeof B);
     char name[64];
     snprintf(name, sizeof name, "%s.lora_A", init);
     ASSERT(st_read_f32(&st, name, rA, R * N, &err) == 0);
@@ -59,12 +76,11 @@ static void check(const char *init) {
     normalize(A, B, M, N, R);
     normalize(rA, rB, M, N, R);
     double ea = max_rel_err(A, rA, R * N, 1e-6, NULL), eb = max_rel_err(B, rB, M * R, 1e-6, NULL);
-    double ew = max_rel_err(params_data(&ps, w), rW, M * N, 1e-6, NULL);
+    double ew = max_rel_err(params_data(&o.ps, o.w), rW, M * N, 1e-6, NULL);
     printf("%s vs PEFT %s: A %.2g, B %.2g, new W0 %.2g (max rel err)\n", init, st_meta(&st, "peft"), ea, eb, ew);
     CHECK_MSG(ea < 1e-4 && eb < 1e-4 && ew < 1e-4, "%s differs from PEFT", init);
     CHECK(res.changed_w0 && !res.changed_function);
-    adapters_free(&set, &tg, 1);
-    params_free(&ps);
+    one_linear_free(&o);
     st_close(&st);
 }
 
@@ -119,24 +135,14 @@ static void check_random(const char *init) {
         snprintf(name, sizeof name, "%s.%d.lora_B", init, d);
         ASSERT(st_read_f32(&st, name, B, M * R, &err) == 0);
         draw_stats("PEFT", init, A, B, M, N, R, peft);
-        ParamSet ps;
-        params_init(&ps);
-        int64_t shape[2] = {M, N};
-        int w = params_add(&ps, "lin.weight", 2, shape, 1);
-        params_finalize(&ps);
-        LinearSlot slot = {.w = w, .b = -1, .in = N, .out = M};
-        AdapterTarget tg = {.name = "lin", .slot = &slot, .row0 = 0, .rows = M};
-        AdapterSet set;
-        const char *pats[] = {"lin"};
-        AdapterSpec spec = {.kind = &ADAPTER_LORA, .r = R, .alpha = 16};
-        ASSERT(adapters_attach(&set, &tg, 1, &ps, pats, 1, &spec, 1, &err) == 1);
-        InitContext ctx = {.set = &set, .seed = 1000 + (uint64_t)d};
+        OneLinear o;
+        one_linear(&o, M, N, R, 16);
+        InitContext ctx = {.set = &o.set, .seed = 1000 + (uint64_t)d};
         InitResult res;
         CHECK_MSG(init_run(init, &ctx, &res, &err) == 0, "%s", err.msg);
-        draw_stats("ours", init, params_data(&set.params, set.a[0].t[LORA_A]),
-                   params_data(&set.params, set.a[0].t[LORA_B]), M, N, R, ours);
-        adapters_free(&set, &tg, 1);
-        params_free(&ps);
+        draw_stats("ours", init, params_data(&o.set.params, o.set.a[0].t[LORA_A]),
+                   params_data(&o.set.params, o.set.a[0].t[LORA_B]), M, N, R, ours);
+        one_linear_free(&o);
     }
     double sa = sqrt(ours[2] / ours[3]), sp = sqrt(peft[2] / peft[3]);
     printf("%s vs PEFT %s (%d draws, %d x %d, r %d): mean ||A||_F %.4g vs %.4g, mean ||B||_F %.4g vs %.4g, "
