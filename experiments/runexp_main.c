@@ -1,5 +1,5 @@
 /* experiments/runexp_main.c: the `runexp` command (docs/runexp.md).
- *   runexp CONFIG [key=value ...] [--jobs N] [--cell I] [--dry-run] [--force] [--threads N] [--log-every N]
+ *   runexp CONFIG [key=value ...] [--profile P | --quick] [--jobs N] [--cell I] [--dry-run] [--force] [--threads N] [--log-every N]
  *   runexp report CONFIG [key=value ...]
  *   runexp status CONFIG [key=value ...]     every run with its state, from the DB and squeue (sweep.h)
  *   runexp query [--db PATH] [--csv] "SQL"
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/common.h"
 #include "experiments/data_cmd.h"
 #include "experiments/runner.h"
 #include "experiments/sweep.h"
@@ -16,7 +17,8 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: runexp CONFIG.yaml [key=value ...] [--jobs N] [--cell I] [--dry-run] [--force] [--threads N]\n"
+            "usage: runexp CONFIG.yaml [key=value ...] [--profile P | --quick] [--jobs N] [--cell I] [--dry-run] [--force]\n"
+            "              [--threads N]   (--profile P = profile=P: the config's profiles overlay P; --quick = quick)\n"
             "       runexp report CONFIG.yaml [key=value ...]\n"
             "       runexp status CONFIG.yaml [key=value ...]   (every run: done/running/pending/failed/...)\n"
             "       runexp sweep CONFIG.yaml --slurm [key=value ...] [--retry-failed] [--dry-run] [...]\n"
@@ -91,6 +93,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--dry-run")) o.dry_run = 1;
         else if (!strcmp(a, "--no-requires")) o.no_requires = 1;
         else if (!strcmp(a, "--force")) o.force = 1;
+        else if (!strcmp(a, "--profile") || !strcmp(a, "--quick")) { /* sugar for the override profile=P */
+            const char *p = !strcmp(a, "--quick") ? "quick" : i + 1 < argc ? argv[++i] : NULL;
+            if (!p) { fprintf(stderr, "runexp: --profile needs a name (e.g. --profile paper)\n"); return 2; }
+            char *kv = xmalloc(strlen(p) + 9);
+            sprintf(kv, "profile=%s", p);
+            ov[o.n_overrides++] = kv; /* lives until exit */
+        }
         else if (strchr(a, '=') && a[0] != '-') ov[o.n_overrides++] = a;
         else {
             fprintf(stderr, "runexp: unknown argument '%s'\n", a);

@@ -38,9 +38,63 @@ static void on_signal(int sig) { (void)sig; g_stop = 1; }
 
 static int file_exists(const char *p) { return access(p, F_OK) == 0; }
 
+/* Profiles (docs/config.md, "Profiles"): `profiles:` maps a name to an overlay that is merged onto the config
+ * (maps key by key, lists replace) before the command-line overrides. The profile is the last `profile=P`
+ * override, else the config's `profile:`, else `mini` when there is one. The chosen name stays in the config
+ * as `profile` (part of the run id, so mini and paper runs never share a run). */
+static int apply_profile(CfgNode *root, const RunnerOptions *o, Error *err) {
+    const char *name = NULL;
+    for (int i = 0; o && i < o->n_overrides; i++)
+        if (!strncmp(o->overrides[i], "profile=", 8)) name = o->overrides[i] + 8;
+    const CfgNode *pn = cfg_map_get(root, "profile");
+    if (!name && pn && pn->kind == CFG_SCALAR && !cfg_is_null(pn)) name = pn->text;
+    CfgNode *profiles = cfg_map_get(root, "profiles");
+    char w[256], d[128];
+    if (cfg_is_null(profiles)) {
+        if (name && strcmp(name, "mini"))
+            return err_set(err, "%s: profile '%s' asked for, but the config has no `profiles:` section (docs/config.md, "
+                           "\"Profiles\")", root->file ? root->file : "config", name);
+        cfg_map_remove(root, "profiles");
+        return 0;
+    }
+    if (profiles->kind != CFG_MAP)
+        return err_set(err, "%s: profiles: expected a map of profile names to overlay maps, found %s",
+                       cfg_where(profiles, w, sizeof w), cfg_describe(profiles, d, sizeof d));
+    if (!name) name = cfg_map_get(profiles, "mini") ? "mini" : NULL;
+    if (!name)
+        return err_set(err, "%s: profiles: no `profile:` is set and there is no `mini` profile: set profile: <name>",
+                       cfg_where(profiles, w, sizeof w));
+    const CfgNode *ov = cfg_map_get(profiles, name);
+    if (!ov) {
+        char names[512] = "";
+        for (int i = 0; i < profiles->n; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", profiles->entries[i].key);
+        return err_set(err, "%s: profile '%s' is not one of this config's profiles (%s)", cfg_where(profiles, w, sizeof w),
+                       name, names);
+    }
+    if (!cfg_is_null(ov) && ov->kind != CFG_MAP)
+        return err_set(err, "%s: profiles.%s: expected a map (an overlay of config keys), found %s",
+                       cfg_where(ov, w, sizeof w), name, cfg_describe(ov, d, sizeof d));
+    CfgNode *name_node = cfg_new_scalar(name, 0, profiles->file, profiles->line, profiles->col);
+    CfgNode *overlay = cfg_is_null(ov) ? NULL : cfg_clone(ov);
+    cfg_map_remove(root, "profiles"); /* frees ov and name's storage */
+    cfg_map_set(root, "profile", name_node, name_node);
+    if (overlay) {
+        if (cfg_map_get(overlay, "profile") || cfg_map_get(overlay, "profiles")) {
+            err_set(err, "%s: profiles.%s: an overlay cannot set profile or profiles", cfg_where(overlay, w, sizeof w),
+                    cfg_map_get(root, "profile")->text);
+            cfg_free(overlay);
+            return -1;
+        }
+        cfg_merge(&root, overlay);
+    }
+    return 0;
+}
+
 CfgNode *runner_load_config(const char *config_path, const RunnerOptions *o, int no_files, Error *err) {
     CfgNode *root = cfg_load(config_path, err);
     if (!root) return NULL;
+    if (apply_profile(root, o, err)) { cfg_free(root); return NULL; }
     for (int i = 0; o && i < o->n_overrides; i++)
         if (cfg_override(root, o->overrides[i], &SCHEMA_EXPERIMENT, err)) { cfg_free(root); return NULL; }
     SchemaReport rep;
@@ -49,7 +103,18 @@ CfgNode *runner_load_config(const char *config_path, const RunnerOptions *o, int
 }
 
 /* ---- typed views of a resolved config ----------------------------------------------------------------- */
-static int model_config(ModelConfig *mc, const CfgNode *c, Error *err) {
+/* n_classes: auto takes task_classes, the class count of the loaded dataset's task (with backbone.skip_head,
+ * one config covers tasks of different class counts). */
+static int get_dim(const CfgNode *c, const char *key, int task_classes, long *v, Error *err) {
+    const CfgNode *n = cfg_get(c, key);
+    if (n && n->kind == CFG_SCALAR && n->text && !strcmp(n->text, "auto") && strstr(key, "n_classes")) {
+        *v = task_classes;
+        return 0;
+    }
+    return cfg_get_int(c, key, 0, v, err);
+}
+
+static int model_config(ModelConfig *mc, const CfgNode *c, int task_classes, Error *err) {
     memset(mc, 0, sizeof *mc);
     const char *fam, *s;
     long v[9];
@@ -61,7 +126,7 @@ static int model_config(ModelConfig *mc, const CfgNode *c, Error *err) {
         char k[64];
         for (int i = 0; i < 8; i++) {
             snprintf(k, sizeof k, "backbone.vit.%s", keys[i]);
-            if (cfg_get_int(c, k, 0, &v[i], err)) return -1;
+            if (get_dim(c, k, task_classes, &v[i], err)) return -1;
         }
         mc->vit = (ViTConfig){.img_size = (int)v[0], .in_ch = (int)v[1], .patch = (int)v[2], .dim = (int)v[3],
                               .depth = (int)v[4], .heads = (int)v[5], .mlp_hidden = (int)v[6], .n_classes = (int)v[7]};
@@ -77,7 +142,7 @@ static int model_config(ModelConfig *mc, const CfgNode *c, Error *err) {
         char k[64];
         for (int i = 0; i < 7; i++) {
             snprintf(k, sizeof k, "backbone.cnn.%s", keys[i]);
-            if (cfg_get_int(c, k, 0, &v[i], err)) return -1;
+            if (get_dim(c, k, task_classes, &v[i], err)) return -1;
         }
         int bn;
         if (cfg_get_string(c, "backbone.cnn.kind", "resnet", &s, err) || cfg_get_bool(c, "backbone.cnn.batchnorm", 1, &bn, err))
@@ -391,7 +456,7 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     InitResult ires = {0};
     Metrics *mx = NULL;
     MetricsConfig mcfg;
-    if (task_load(&train, &test, c, err) || model_config(&mc, c, err) || train_config(&tc, c, gr->seed, err) ||
+    if (task_load(&train, &test, c, err) || model_config(&mc, c, train.K, err) || train_config(&tc, c, gr->seed, err) ||
         cfg_get_string(c, "backbone.checkpoint", NULL, &ckpt_in, err) ||
         cfg_get_bool(c, "backbone.skip_head", 0, &skip_head, err) || cfg_get_string(c, "save", NULL, &save, err) ||
         model_build(&m, &mc, err))
@@ -401,7 +466,9 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     if (ckpt_in) {
         rc = m.family == MODEL_VIT ? vit_load(&m.u.vit, ckpt_in, skip_head, err)
                                    : params_load(m.params, ckpt_in,
-                                                 &(ParamLoadOptions){.skip = skip_head ? "fc.*" : NULL,
+                                                 &(ParamLoadOptions){.skip = !skip_head ? NULL
+                                                                             : m.u.cnn.cfg.kind == CNN_VGG ? "classifier.*"
+                                                                                                           : "fc.*",
                                                                      .ignore = "*num_batches_tracked"},
                                                  err);
         if (rc) goto fail;
@@ -726,18 +793,60 @@ static int table_groups(ReportTable *rt, const CfgNode *t, Error *err) {
     return 0;
 }
 
+/* report.tables[].papers -> ReportPaper[] (published numbers beside ours). The strings stay owned by t. */
+static int table_papers(ReportPaper **out, int *n_out, const CfgNode *t, Error *err) {
+    const CfgNode *l = cfg_get(t, "papers");
+    *out = NULL, *n_out = 0;
+    if (cfg_is_null(l)) return 0;
+    ReportPaper *ps = xcalloc((size_t)l->n, sizeof *ps);
+    *out = ps;
+    for (int i = 0; i < l->n; i++) {
+        const CfgNode *p = l->items[i], *cm = cfg_get(p, "col_map");
+        ReportPaper *rp = &ps[i];
+        const char **rows = NULL;
+        int nrows = 0;
+        if (cfg_get_string(p, "csv", NULL, &rp->csv, err) || cfg_get_string(p, "tag", NULL, &rp->tag, err) ||
+            cfg_get_string(p, "label_cols", NULL, &rp->label_cols, err) || strlist(p, "rows", &rows, &nrows, err) ||
+            cfg_get_double(p, "scale", 0, &rp->scale, err))
+            return -1;
+        rp->rows = rows, rp->n_rows = nrows;
+        *n_out = i + 1;
+        if (cfg_is_null(cm)) continue;
+        char w[256];
+        if (cm->kind != CFG_MAP)
+            return err_set(err, "%s: papers[%d].col_map: expected a map of our column -> the paper's column",
+                           cfg_where(cm, w, sizeof w), i);
+        const char **pairs = xcalloc((size_t)cm->n * 2, sizeof *pairs);
+        rp->col_map = pairs, rp->n_col_map = cm->n;
+        for (int k = 0; k < cm->n; k++) {
+            const CfgNode *v = cm->entries[k].val;
+            if (!v || v->kind != CFG_SCALAR)
+                return err_set(err, "%s: papers[%d].col_map.%s: expected the paper's column name",
+                               cfg_where(v ? v : cm, w, sizeof w), i, cm->entries[k].key);
+            pairs[2 * k] = cm->entries[k].key, pairs[2 * k + 1] = v->text;
+        }
+    }
+    return 0;
+}
+static void table_papers_free(ReportPaper *ps, int n) {
+    for (int i = 0; i < n; i++) free((void *)ps[i].rows), free((void *)ps[i].col_map);
+    free(ps);
+}
+
 int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
     CfgNode *root = runner_load_config(config_path, o, 1, err);
     if (!root) return -1;
-    const char *name, *out;
+    const char *name, *out, *profile;
     int rc = 0;
-    if (cfg_get_string(root, "name", NULL, &name, err) || cfg_get_string(root, "output", "runs", &out, err)) {
+    if (cfg_get_string(root, "name", NULL, &name, err) || cfg_get_string(root, "output", "runs", &out, err) ||
+        cfg_get_string(root, "profile", NULL, &profile, err)) {
         cfg_free(root);
         return -1;
     }
     char db_path[PATH_MAX_LEN], dir[PATH_MAX_LEN + 64];
     snprintf(db_path, sizeof db_path, "%s/runs.db", out);
-    snprintf(dir, sizeof dir, "%s/%s/report", out, name);
+    if (profile && strcmp(profile, "mini")) snprintf(dir, sizeof dir, "%s/%s/report-%s", out, name, profile);
+    else snprintf(dir, sizeof dir, "%s/%s/report", out, name);
     if (!file_exists(db_path)) {
         cfg_free(root);
         return err_set(err, "%s: no results database yet: run `runexp %s` first", db_path, config_path);
@@ -789,7 +898,20 @@ int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
             rt.col_order = co; rt.n_col_order = nco; rt.col_labels = ncl ? cl : NULL;
             rt.where = wh; rt.n_where = nwh;
             rc = table_groups(&rt, t, err);
+            ReportPaper *papers = NULL;
+            int n_papers = 0;
+            char title[1024];
+            if (!rc) rc = table_papers(&papers, &n_papers, t, err);
+            /* published numbers sit beside ours only in the paper profile (or in configs without profiles) */
+            if (!rc && (!profile || !strcmp(profile, "paper"))) rt.papers = papers, rt.n_papers = n_papers;
+            if (!rc && profile && strcmp(profile, "paper")) {
+                snprintf(title, sizeof title, "%s [profile %s: this framework's numbers on the local stand-ins%s]",
+                         rt.title ? rt.title : rt.name, profile,
+                         n_papers ? "; the published ones print with --profile paper" : "");
+                rt.title = title;
+            }
             if (!rc) rc = report_table_path(db_path, &rt, dir, err);
+            table_papers_free(papers, n_papers);
             free((void *)rt.group_names);
             free((void *)rt.group_of_col);
             if (!rc) printf("wrote %s/%s.md, .tex, .csv\n", dir, rt.name), n_out++;

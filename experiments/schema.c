@@ -26,7 +26,8 @@ static const SchemaKey VIT_KEYS[] = {
     {"depth", SCHEMA_INT, SK_REQUIRED | POSITIVE_INT, .doc = "transformer blocks"},
     {"heads", SCHEMA_INT, SK_REQUIRED | POSITIVE_INT, .doc = "attention heads (divide dim)"},
     {"mlp_hidden", SCHEMA_INT, SK_REQUIRED | POSITIVE_INT, .doc = "MLP hidden width"},
-    {"n_classes", SCHEMA_INT, SK_REQUIRED | POSITIVE_INT, .doc = "classifier outputs"},
+    {"n_classes", SCHEMA_INT, SK_REQUIRED | SK_AUTO | POSITIVE_INT,
+     .doc = "classifier outputs; auto: the dataset task's class count (with skip_head)"},
     {"pool", SCHEMA_ENUM, .def = "cls", .values = VALUES("cls", "mean"), .doc = "CLS token or mean of patch tokens"},
     {"ln_eps", SCHEMA_FLOAT, SK_MIN | SK_MAX, .def = "1e-6", .min = 1e-12, .max = 1, .doc = "layernorm epsilon"},
     END,
@@ -41,7 +42,8 @@ static const SchemaKey CNN_KEYS[] = {
     {"in_ch", SCHEMA_INT, SK_REQUIRED | POSITIVE_INT, .doc = "input channels"},
     {"img_h", SCHEMA_INT, SK_REQUIRED | POSITIVE_INT, .doc = "input height"},
     {"img_w", SCHEMA_INT, SK_REQUIRED | POSITIVE_INT, .doc = "input width"},
-    {"n_classes", SCHEMA_INT, SK_REQUIRED | POSITIVE_INT, .doc = "classifier outputs"},
+    {"n_classes", SCHEMA_INT, SK_REQUIRED | SK_AUTO | POSITIVE_INT,
+     .doc = "classifier outputs; auto: the dataset task's class count (with skip_head)"},
     END,
 };
 
@@ -258,6 +260,8 @@ static const SchemaKey ROOT_KEYS[] = {
     {"description", SCHEMA_STRING, SK_NOHASH, .doc = "free text (not part of the run id)"},
     {"output", SCHEMA_STRING, SK_NOHASH, .def = "runs", .doc = "results folder (runs.db, HDF5 files)"},
     {"device", SCHEMA_ENUM, .def = "auto", .values = VALUES("auto", "cpu", "cuda")},
+    {"profile", SCHEMA_STRING, .doc = "the profile whose overlay was merged (runexp --profile P; docs/config.md)"},
+    {"profiles", SCHEMA_ANY, .doc = "name -> overlay map merged onto the config when that profile is chosen"},
     {"requires", SCHEMA_LIST, SK_NOHASH, .elem = LIST_OF(.type = SCHEMA_STRING),
      .doc = "configs to run first (e.g. the pretraining whose checkpoint this one loads)"},
     {"save", SCHEMA_STRING, SK_NOHASH, .doc = "also copy the final model (pretrain) to this path"},
@@ -336,6 +340,7 @@ const char *schema_type_name(const SchemaKey *k, char *buf, size_t size) {
         else if (k->flags & SK_MIN) snprintf(buf, size, "%s >= %g", t, k->min);
         else if (k->flags & SK_MAX) snprintf(buf, size, "%s <= %g", t, k->max);
         else snprintf(buf, size, "%s", t);
+        if (k->flags & SK_AUTO) snprintf(buf + strlen(buf), size - strlen(buf), " or auto");
         break;
     }
     case SCHEMA_BOOL: snprintf(buf, size, "bool"); break;
@@ -505,7 +510,7 @@ static void check(Validator *v, const CfgNode *n, const SchemaKey *k, const char
 static void type_error(Validator *v, const CfgNode *n, const SchemaKey *k, const char *path) {
     char t[300], d[96];
     if (k->type == SCHEMA_INT || k->type == SCHEMA_FLOAT) /* the type alone; a range is reported when it fails */
-        snprintf(t, sizeof t, "%s", k->type == SCHEMA_INT ? "int" : "float");
+        snprintf(t, sizeof t, "%s%s", k->type == SCHEMA_INT ? "int" : "float", k->flags & SK_AUTO ? " or auto" : "");
     else
         schema_type_name(k, t, sizeof t);
     VERR_AT(v, n, "%s: expected %s, found %s", path, t, cfg_describe(n, d, sizeof d));
@@ -599,6 +604,7 @@ static void check(Validator *v, const CfgNode *n, const SchemaKey *k, const char
     switch (k->type) {
     case SCHEMA_INT: {
         long x;
+        if ((k->flags & SK_AUTO) && n->kind == CFG_SCALAR && n->text && !strcmp(n->text, "auto")) break;
         if (cfg_as_int(n, &x)) type_error(v, n, k, path);
         else check_range(v, n, k, path, (double)x);
         break;

@@ -32,6 +32,7 @@ enum {
     SK_FILE = 1u << 3,        /* a path (relative to the working directory) that must exist */
     SK_NOHASH = 1u << 4,      /* does not change what a run computes: left out of the run id (grid.h) */
     SK_SAME_LENGTH = 1u << 5, /* SCHEMA_PATHMAP: all lists have the same length (zip) */
+    SK_AUTO = 1u << 6,        /* SCHEMA_INT: the word `auto` is accepted too (resolved when the run starts) */
 };
 
 typedef struct SchemaKey {

@@ -524,7 +524,15 @@ int sweep_command(int argc, char **argv) {
     int slurm = 0, bad = 0, is_sweep = !strcmp(cmd, "sweep");
     for (int i = 2; i < argc && !bad; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!is_sweep && strchr(a, '=') && a[0] != '-') o.overrides[o.n_overrides++] = a;
+        if (!strcmp(a, "--profile") || !strcmp(a, "--quick")) { /* sugar for the override profile=P */
+            const char *p = !strcmp(a, "--quick") ? "quick" : v;
+            if (!p) { fprintf(stderr, "runexp %s: --profile needs a name\n", cmd); bad = -1; break; }
+            if (p == v) i++;
+            char *kv = xmalloc(strlen(p) + 9);
+            sprintf(kv, "profile=%s", p);
+            o.overrides[o.n_overrides++] = kv; /* lives until exit */
+        }
+        else if (!is_sweep && strchr(a, '=') && a[0] != '-') o.overrides[o.n_overrides++] = a;
         else if (!is_sweep) bad = 1;
         else if (strchr(a, '=') && a[0] != '-') o.overrides[o.n_overrides++] = a;
         else if (!strcmp(a, "--slurm")) slurm = 1;

@@ -1,6 +1,7 @@
 /* experiments/task.c */
 #include "task.h"
 
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -53,6 +54,16 @@ static Cached *cache_add(const char *key) {
     return c;
 }
 
+/* n_classes, or INT_MAX for `auto` (the task decides: runner.c's model_config). */
+static int classes(const CfgNode *cfg, const char *path, long *k, Error *err) {
+    const CfgNode *n = cfg_get(cfg, path);
+    if (n && n->kind == CFG_SCALAR && n->text && !strcmp(n->text, "auto")) {
+        *k = INT_MAX;
+        return 0;
+    }
+    return cfg_get_int(cfg, path, 0, k, err);
+}
+
 /* The backbone's input (channels, height, width) and classifier size, which image-file datasets adapt to. */
 static int backbone_input(int *C, int *H, int *W, int *K, const char **kpath, const CfgNode *cfg, Error *err) {
     const char *fam;
@@ -61,12 +72,12 @@ static int backbone_input(int *C, int *H, int *W, int *K, const char **kpath, co
     if (!strcmp(fam, "cnn")) {
         *kpath = "backbone.cnn.n_classes";
         if (cfg_get_int(cfg, "backbone.cnn.in_ch", 3, &c, err) || cfg_get_int(cfg, "backbone.cnn.img_h", 32, &h, err) ||
-            cfg_get_int(cfg, "backbone.cnn.img_w", 32, &w, err) || cfg_get_int(cfg, *kpath, 0, &k, err))
+            cfg_get_int(cfg, "backbone.cnn.img_w", 32, &w, err) || classes(cfg, *kpath, &k, err))
             return -1;
     } else {
         *kpath = "backbone.vit.n_classes";
         if (cfg_get_int(cfg, "backbone.vit.in_ch", 3, &c, err) || cfg_get_int(cfg, "backbone.vit.img_size", 224, &h, err) ||
-            cfg_get_int(cfg, *kpath, 0, &k, err))
+            classes(cfg, *kpath, &k, err))
             return -1;
         w = h;
     }

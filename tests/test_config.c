@@ -1,9 +1,10 @@
 /* tests/test_config.c: experiments/config (YAML tree, includes, overrides, getters), schema (validation),
  * grid (expansion, canonical text, run ids, flattening) and sha256. argv[1] picks the case:
- * yaml_load | includes | overrides | schema_errors | schema_self | fragments | grid | flatten | sha256.
+ * yaml_load | includes | overrides | schema_errors | schema_self | fragments | grid | flatten | sha256 | profiles.
  * YAML inputs live in tests/data/configs/; the shipped fragments are read from configs/. */
 #include "experiments/config.h"
 #include "experiments/grid.h"
+#include "experiments/runner.h"
 #include "experiments/schema.h"
 #include "experiments/sha256.h"
 #include "testlib.h"
@@ -648,10 +649,103 @@ static void test_sha256(void) {
     CHECK(!strcmp(hex, "ba7816bf8f01cfea"));
 }
 
+/* ---- config_profiles: profiles overlays (runner_load_config), n_classes: auto -------------------------------- */
+static const char PROFILED[] =
+    "name: prof\n"
+    "profile: mini\n"
+    "profiles:\n"
+    "  mini: {trainer: {epochs: 1}}\n"
+    "  paper: {trainer: {epochs: 7, batch: 64}, grid: {method.rank: [8]}, output: runs/paper}\n"
+    "  empty:\n"
+    "backbone: {family: vit, skip_head: true,\n"
+    "  vit: {img_size: 28, in_ch: 1, patch: 7, dim: 8, depth: 1, heads: 1, mlp_hidden: 8, n_classes: auto}}\n"
+    "dataset: {name: fashion_mnist}\n"
+    "trainer: {epochs: 3, batch: 32, lr: 0.1}\n"
+    "stages: [finetune]\n"
+    "grid: {method.rank: [1, 2]}\n";
+
+static CfgNode *load_profiled(const char *text, const char *const *ov, int n_ov, Error *e) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/loralab_cfg_prof_%d.yaml", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    FILE *f = fopen(path, "w");
+    ASSERT(f);
+    fputs(text, f);
+    fclose(f);
+    RunnerOptions o = {.overrides = ov, .n_overrides = n_ov, .cell = -1};
+    CfgNode *r = runner_load_config(path, &o, 1, e);
+    unlink(path);
+    return r;
+}
+
+static void test_profiles(void) {
+    Error e = {{0}};
+    long i = 0;
+    const char *s = NULL;
+    /* default: the config's profile (mini): its overlay merged, the rest kept, profiles removed */
+    CfgNode *r = load_profiled(PROFILED, NULL, 0, &e);
+    CHECK_MSG(r, "%s", e.msg);
+    if (!r) return;
+    CHECK(cfg_get_int(r, "trainer.epochs", 0, &i, &e) == 0 && i == 1);
+    CHECK(cfg_get_int(r, "trainer.batch", 0, &i, &e) == 0 && i == 32);
+    CHECK(cfg_get_string(r, "profile", NULL, &s, &e) == 0 && s && !strcmp(s, "mini"));
+    CHECK(cfg_get(r, "profiles") == NULL);
+    CHECK(cfg_get_string(r, "backbone.vit.n_classes", NULL, &s, &e) == 0 && !strcmp(s, "auto")); /* schema took it */
+    GridPlan plan;
+    CHECK(grid_expand(r, &SCHEMA_EXPERIMENT, &plan, &e) == 0 && plan.n_runs == 2);
+    char mini_id[GRID_ID_LEN + 1];
+    snprintf(mini_id, sizeof mini_id, "%s", plan.runs[0].id);
+    grid_plan_free(&plan);
+    cfg_free(r);
+    /* profile=paper (what --profile paper passes): maps merge key by key, lists and grids replace; a later
+     * override still wins over the overlay; the run ids differ from mini's */
+    const char *ov[] = {"profile=paper", "trainer.lr=0.5"};
+    r = load_profiled(PROFILED, ov, 2, &e);
+    CHECK_MSG(r, "%s", e.msg);
+    if (!r) return;
+    double lr = 0;
+    CHECK(cfg_get_int(r, "trainer.epochs", 0, &i, &e) == 0 && i == 7);
+    CHECK(cfg_get_int(r, "trainer.batch", 0, &i, &e) == 0 && i == 64);
+    CHECK(cfg_get_double(r, "trainer.lr", 0, &lr, &e) == 0 && lr == 0.5);
+    CHECK(cfg_get_string(r, "output", NULL, &s, &e) == 0 && !strcmp(s, "runs/paper"));
+    CHECK(cfg_get_string(r, "profile", NULL, &s, &e) == 0 && !strcmp(s, "paper"));
+    CHECK(grid_expand(r, &SCHEMA_EXPERIMENT, &plan, &e) == 0 && plan.n_runs == 1);
+    if (plan.n_runs == 1) CHECK(strcmp(plan.runs[0].id, mini_id) != 0);
+    grid_plan_free(&plan);
+    cfg_free(r);
+    /* an empty (null) overlay is allowed */
+    const char *ov_empty[] = {"profile=empty"};
+    r = load_profiled(PROFILED, ov_empty, 1, &e);
+    CHECK_MSG(r && cfg_get_int(r, "trainer.epochs", 0, &i, &e) == 0 && i == 3, "%s", e.msg);
+    cfg_free(r);
+    /* errors: an unknown profile lists the known ones; a profile without a profiles section; an overlay
+     * setting profile; a bad n_classes word */
+    const char *ov_bad[] = {"profile=papr"};
+    CHECK(load_profiled(PROFILED, ov_bad, 1, &e) == NULL);
+    CHECK_MSG(contains(e.msg, "profile 'papr' is not one of this config's profiles (mini, paper, empty)"), "%s", e.msg);
+    const char *plain = "name: p\nbackbone: {family: vit, vit: {img_size: 28, in_ch: 1, patch: 7, dim: 8, depth: 1, "
+                        "heads: 1, mlp_hidden: 8, n_classes: 10}}\ndataset: {name: fashion_mnist}\nstages: [finetune]\n";
+    const char *ov_paper[] = {"profile=paper"};
+    CHECK(load_profiled(plain, ov_paper, 1, &e) == NULL);
+    CHECK_MSG(contains(e.msg, "profile 'paper' asked for, but the config has no `profiles:` section"), "%s", e.msg);
+    r = load_profiled(plain, NULL, 0, &e); /* no profiles: nothing changes */
+    CHECK_MSG(r && cfg_get(r, "profile") == NULL, "%s", e.msg);
+    cfg_free(r);
+    char text[2048];
+    snprintf(text, sizeof text, "%s", PROFILED);
+    char *m = strstr(text, "  mini: {trainer: {epochs: 1}}");
+    memcpy(m, "  mini: {profile: x, a: [1]}  ", 30); /* the same length */
+    CHECK(load_profiled(text, NULL, 0, &e) == NULL && contains(e.msg, "an overlay cannot set profile"));
+    snprintf(text, sizeof text, "%s", PROFILED);
+    m = strstr(text, "n_classes: auto");
+    memcpy(m, "n_classes: aut0", 15);
+    CHECK(load_profiled(text, NULL, 0, &e) == NULL);
+    CHECK_MSG(contains(e.msg, "n_classes: expected int or auto, found 'aut0'"), "%s", e.msg);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s yaml_load|includes|overrides|schema_errors|schema_self|fragments|grid|flatten|"
-                        "sha256\n", argv[0]);
+                        "sha256|profiles\n", argv[0]);
         return 2;
     }
     const char *c = argv[1];
@@ -664,6 +758,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(c, "grid")) test_grid();
     else if (!strcmp(c, "flatten")) test_flatten();
     else if (!strcmp(c, "sha256")) test_sha256();
+    else if (!strcmp(c, "profiles")) test_profiles();
     else {
         fprintf(stderr, "unknown case %s\n", c);
         return 2;

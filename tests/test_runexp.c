@@ -213,6 +213,61 @@ static void jobs_and_report(void) {
     printf("--jobs 2: both runs done; report mean %.4f std %.4f = the database's; figure %ld bytes\n", cm, cs, size);
 }
 
+/* Profiles: the mini and paper runs of one config are separate runs (ids differ) with separate reports; the
+ * published numbers (report.tables[].papers) show only in the paper profile's report, the mini one says so. */
+static int file_has(const char *path, const char *needle) {
+    static char buf[1 << 16];
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+static void profiles_and_papers(void) {
+    static char out[1 << 16];
+    char cfg[300], csv[300], path[400], od[320];
+    snprintf(csv, sizeof csv, "%s/paper.csv", tmp);
+    FILE *f = fopen(csv, "w");
+    ASSERT(f);
+    fputs("# A made-up paper, Table 9; metric: accuracy (%)\nMethod,fashion_mnist\nRefNet,12.5\n", f);
+    fclose(f);
+    snprintf(cfg, sizeof cfg, "%s/prof.yaml", tmp);
+    f = fopen(cfg, "w");
+    ASSERT(f);
+    fprintf(f, "name: it_prof\noutput: %s/p\nprofile: mini\nprofiles:\n  mini: {trainer: {epochs: 1}}\n"
+               "  paper: {trainer: {epochs: 1, lr: 1e-3}}\n"
+               "backbone: {family: vit, vit: {img_size: 28, in_ch: 1, patch: 7, dim: 16, depth: 1, heads: 2, "
+               "mlp_hidden: 32, n_classes: auto}}\n"
+               "dataset: {name: fashion_mnist, path: /usr/share/datasets/fashion-mnist, train_n: 200, test_n: 100}\n"
+               "trainer: {lr: 3e-3, batch: 50, epochs: 5}\nstages: [pretrain]\n"
+               "report:\n  tables:\n    - name: t\n      rows: backbone.family\n      columns: dataset.name\n"
+               "      metric: test_acc\n      scale: 100\n      papers: [{csv: %s, tag: Made-up Tab. 9}]\n", tmp, csv);
+    fclose(f);
+    snprintf(od, sizeof od, "%s/p", tmp);
+    const char *mini[] = {cfg, NULL}, *mini_rep[] = {"report", cfg, NULL};
+    const char *paper[] = {cfg, "--profile", "paper", NULL}, *paper_rep[] = {"report", cfg, "--profile", "paper", NULL};
+    int rc = run(out, sizeof out, NULL, 0, mini);
+    CHECK_MSG(rc == 0 && strstr(out, "epoch 1 test_acc") && !strstr(out, "epoch 2 "), "mini exit %d:\n%s", rc, out);
+    rc = run(out, sizeof out, NULL, 0, paper);
+    CHECK_MSG(rc == 0 && strstr(out, "starting"), "paper exit %d (a run of its own):\n%s", rc, out);
+    rc = run(out, sizeof out, NULL, 0, mini_rep);
+    CHECK_MSG(rc == 0, "report exit %d:\n%s", rc, out);
+    rc = run(out, sizeof out, NULL, 0, paper_rep);
+    CHECK_MSG(rc == 0, "report --profile paper exit %d:\n%s", rc, out);
+    snprintf(path, sizeof path, "%s/it_prof/report/t.md", od);
+    CHECK_MSG(file_has(path, "[profile mini:") == 1 && file_has(path, "RefNet") == 0, "%s: mini report", path);
+    snprintf(path, sizeof path, "%s/it_prof/report-paper/t.md", od);
+    CHECK_MSG(file_has(path, "RefNet (Made-up Tab. 9)") == 1 && file_has(path, "12.5") == 1 &&
+                  file_has(path, "[profile") == 0,
+              "%s: paper report without the published row", path);
+    snprintf(path, sizeof path, "%s/it_prof/report-paper/t.md", od);
+    /* each report has exactly one run of ours: the other profile's run is not in it */
+    CHECK_MSG(file_has(path, "1 done run") == 1 || file_has(path, "Runs: 1 done") == 1, "%s: run count", path);
+    printf("profiles: mini and paper runs separate; published row only in report-paper/\n");
+}
+
 /* A full disk: the output folder is a small tmpfs, filled up but for 32 KB after the database exists. The run
  * fails with an error naming the file and the full disk (no crash), the database stays intact, and once space is back the same
  * command finishes the run. Needs root (mount); SKIPs otherwise. */
@@ -283,6 +338,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "errors")) config_errors();
     else if (!strcmp(w, "jobs")) jobs_and_report();
     else if (!strcmp(w, "broken")) broken_h5();
+    else if (!strcmp(w, "profiles")) profiles_and_papers();
     else if (!strcmp(w, "diskfull")) { if (disk_full() == TEST_SKIP) return TEST_SKIP; }
     else return 2;
     char cmd[300];
