@@ -27,7 +27,7 @@ static int read_batch(ImageSet *s, long *cap, const char *path, long limit, int 
     size_t per = (size_t)C * H * W;
     if (s->n + nrec > *cap) {
         *cap = s->n + nrec;
-        s->x = xrealloc(s->x, (size_t)*cap * per * sizeof(float));
+        s->u8 = xrealloc(s->u8, (size_t)*cap * per);
         s->y = xrealloc(s->y, (size_t)*cap * sizeof(int));
     }
     unsigned char rec[CIFAR_RECORD], hwc[3 * 32 * 32];
@@ -44,7 +44,7 @@ static int read_batch(ImageSet *s, long *cap, const char *path, long limit, int 
         }
         for (int p = 0; p < 32 * 32; p++)
             for (int c = 0; c < 3; c++) hwc[p * 3 + c] = rec[1 + c * 1024 + p];
-        image_to_chw_float(s->x + (size_t)s->n * per, C, H, W, hwc, 32, 32, 3);
+        image_to_chw_u8(s->u8 + (size_t)s->n * per, C, H, W, hwc, 32, 32, 3);
         s->y[s->n++] = rec[0];
     }
     fclose(f);
@@ -59,7 +59,7 @@ int cifar10_load(ImageSet *out, const char *dir, int train, int C, int H, int W,
     snprintf(base, sizeof base, "%s", dir);
     snprintf(path, sizeof path, "%s/cifar-10-batches-bin", dir);
     if (exists(path)) snprintf(base, sizeof base, "%s", path);
-    ImageSet s = {.C = C, .H = H, .W = W, .K = CIFAR10_CLASSES};
+    ImageSet s = {.C = C, .H = H, .W = W, .K = CIFAR10_CLASSES, .mean = {0, 0, 0}, .inv_std = {1, 1, 1}};
     long cap = 0;
     for (int b = 1; b <= (train ? 5 : 1); b++) {
         if (train) snprintf(path, sizeof path, "%s/data_batch_%d.bin", base, b);

@@ -113,6 +113,15 @@ void rgb_to_gray_u8(uint8_t *dst, const uint8_t *src, long n) {
 }
 
 void image_to_chw_float(float *dst, int C, int H, int W, const uint8_t *src, int h, int w, int c) {
+    size_t n = (size_t)C * H * W;
+    uint8_t *b = xmalloc(n);
+    image_to_chw_u8(b, C, H, W, src, h, w, c);
+    const float inv = 1.0f / 255.0f;
+    for (size_t p = 0; p < n; p++) dst[p] = b[p] * inv;
+    free(b);
+}
+
+void image_to_chw_u8(uint8_t *dst, int C, int H, int W, const uint8_t *src, int h, int w, int c) {
     ASSERT((C == 1 || C == 3) && (c == 1 || c == 3) && H > 0 && W > 0 && h > 0 && w > 0);
     const uint8_t *in = src;
     uint8_t *gray = NULL;
@@ -124,11 +133,10 @@ void image_to_chw_float(float *dst, int C, int H, int W, const uint8_t *src, int
     }
     uint8_t *rs = xmalloc((size_t)H * W * c);
     resize_bicubic_u8(rs, H, W, in, h, w, c);
-    const float inv = 1.0f / 255.0f;
     size_t plane = (size_t)H * W;
     for (int ch = 0; ch < C; ch++) {
         int from = c == 1 ? 0 : ch; /* gray -> RGB repeats the plane */
-        for (size_t p = 0; p < plane; p++) dst[ch * plane + p] = rs[p * c + from] * inv;
+        for (size_t p = 0; p < plane; p++) dst[ch * plane + p] = rs[p * c + from];
     }
     free(rs);
     free(gray);

@@ -20,4 +20,6 @@ void rgb_to_gray_u8(uint8_t *dst, const uint8_t *src, long n);
  * convert("RGB"); RGB -> gray by rgb_to_gray_u8 before resizing) and resized to H x W by
  * resize_bicubic_u8. c, C in {1, 3}. Allocates scratch per call (loaders, not training steps). */
 void image_to_chw_float(float *dst, int C, int H, int W, const uint8_t *src, int h, int w, int c);
+/* The same as bytes (dst (C, H, W); image_to_chw_float = these / 255). */
+void image_to_chw_u8(uint8_t *dst, int C, int H, int W, const uint8_t *src, int h, int w, int c);
 #endif

@@ -140,16 +140,15 @@ int vtab_load(ImageSet *out, const VtabLoadOptions *o, Error *err) {
     if (vtab_read_list(&paths, &labels, &n, list, t->n_classes, o->limit, err)) return -1;
     ASSERT((o->C == 1 || o->C == 3) && o->H > 0 && o->W > 0);
     size_t per = (size_t)o->C * o->H * o->W;
-    double bytes = (double)n * per * sizeof(float);
+    double bytes = (double)n * per; /* stored as bytes (imageset.h) */
     if (o->max_bytes > 0 && bytes > (double)o->max_bytes) {
         vtab_list_free(paths, labels, n);
-        return err_set(err, "%s: %d images at %dx%dx%d need %.1f GB as floats, more than the %.1f GB allowed; set "
-                       "dataset.test_n (or train_n) to load the first N, or use eval_split: val200", list, n, o->C,
-                       o->H, o->W, bytes / 1e9, o->max_bytes / 1e9);
+        return err_set(err, "%s: %d images at %dx%dx%d need %.1f GB (one byte per value), more than the %.1f GB "
+                       "allowed; set dataset.test_n (or train_n) to load the first N, or use eval_split: val200", list,
+                       n, o->C, o->H, o->W, bytes / 1e9, o->max_bytes / 1e9);
     }
-    ImageSet s = {.n = n, .C = o->C, .H = o->H, .W = o->W, .K = t->n_classes};
-    s.x = xmalloc((size_t)n * per * sizeof(float));
-    s.y = xmalloc(sizeof(int) * (size_t)n);
+    ImageSet s;
+    imageset_alloc_u8(&s, n, o->C, o->H, o->W, t->n_classes);
     int first_bad = INT_MAX;
     Error bad = {{0}};
 #pragma omp parallel for schedule(dynamic, 8)
@@ -171,7 +170,7 @@ int vtab_load(ImageSet *out, const VtabLoadOptions *o, Error *err) {
             }
             continue;
         }
-        image_to_chw_float(s.x + (size_t)i * per, o->C, o->H, o->W, im.px, im.h, im.w, im.c);
+        image_to_chw_u8(s.u8 + (size_t)i * per, o->C, o->H, o->W, im.px, im.h, im.w, im.c);
         s.y[i] = labels[i];
         image8_free(&im);
     }

@@ -11,15 +11,17 @@ double eval_classifier(Model *m, const ImageSet *s, int batch, Arena *ar, double
     int K = m->n_classes, hits = 0;
     double total = 0;
     float *logits = xmalloc((size_t)batch * K * sizeof(float)), *probs = xmalloc((size_t)batch * K * sizeof(float));
+    float *buf = s->x ? NULL : xmalloc((size_t)batch * per * sizeof(float)); /* byte-stored sets */
     for (int i = 0; i < s->n; i += batch) {
         int B = MIN(batch, s->n - i), h = 0;
         arena_reset(ar);
-        model_forward(m, logits, s->x + (size_t)i * per, B, 0, ar);
+        model_forward(m, logits, imageset_rows(s, i, B, buf), B, 0, ar);
         total += xent_forward(probs, logits, s->y + i, B, K, 0.0f, &h) * B;
         hits += h;
     }
     free(logits);
     free(probs);
+    free(buf);
     if (loss) *loss = total / s->n;
     return (double)hits / s->n;
 }

@@ -160,7 +160,8 @@ static int test_load(void) {
     CHECK_MSG(task_load(&tr, &te, c, &e) == 0, "%s", e.msg);
     CHECK(tr.n == 4 && te.n == 2 && tr.C == 3 && tr.H == 12 && tr.W == 12 && tr.K == 47);
     const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
-    for (int i = 0; i < 6 && tr.x; i++) {
+    CHECK(tr.x == NULL && tr.u8 != NULL); /* image files are held as bytes */
+    for (int i = 0; i < 6; i++) {
         const ImageSet *s = i < 4 ? &tr : &te;
         int j = i < 4 ? i : i - 4;
         CHECK(s->y[j] == LABELS[i]);
@@ -168,8 +169,7 @@ static int test_load(void) {
         for (int ch = 0; ch < 3; ch++) {
             /* constant images stay constant through the resize; JPEG may move a value by a few levels */
             double want = (COLORS[i][ch] / 255.0 - mean[ch]) / sd[ch], tol = jpeg ? 4 / 255.0 / sd[ch] : 1e-5;
-            const float *pl = s->x + ((size_t)j * 3 + ch) * 144;
-            for (int p = 0; p < 144; p += 37) CHECK_NEAR(pl[p], want, tol);
+            for (int p = 0; p < 144; p += 37) CHECK_NEAR(imageset_pixel(s, j, ch, p), want, tol);
         }
     }
     cfg_free(c);
@@ -177,26 +177,39 @@ static int test_load(void) {
     c = config(1, 7, 50, "  normalize: none\n  eval_split: test\n");
     CHECK_MSG(task_load(&tr, &te, c, &e) == 0, "%s", e.msg);
     CHECK(tr.C == 1 && tr.H == 7 && tr.W == 7);
-    for (int i = 0; i < 4 && tr.x; i++) {
+    for (int i = 0; i < 4; i++) {
         uint8_t L;
         rgb_to_gray_u8(&L, COLORS[i], 1);
-        CHECK_NEAR(tr.x[(size_t)i * 49 + 24], L / 255.0, (i == 1 || i == 3) ? 4 / 255.0 : 1e-6);
+        CHECK_NEAR(imageset_pixel(&tr, i, 0, 24), L / 255.0, (i == 1 || i == 3) ? 4 / 255.0 : 1e-6);
     }
     cfg_free(c);
     /* normalize: dataset -> every channel of the training split has mean 0, std 1; custom mean/std */
     c = config(3, 6, 47, "  normalize: dataset\n");
     CHECK_MSG(task_load(&tr, &te, c, &e) == 0, "%s", e.msg);
     float m[3], s[3];
-    if (tr.x) {
-        imageset_channel_stats(&tr, m, s);
-        for (int ch = 0; ch < 3; ch++) CHECK(fabsf(m[ch]) < 1e-5f && fabsf(s[ch] - 1) < 1e-4f);
-    }
+    imageset_channel_stats(&tr, m, s);
+    for (int ch = 0; ch < 3; ch++) CHECK(fabsf(m[ch]) < 1e-5f && fabsf(s[ch] - 1) < 1e-4f);
     cfg_free(c);
     c = config(3, 5, 47, "  normalize: custom\n  mean: [0.5]\n  std: [0.25, 0.5, 1]\n");
     CHECK_MSG(task_load(&tr, &te, c, &e) == 0, "%s", e.msg);
-    if (tr.x) { /* image a: R with mean 0.5 std 0.25, B with mean 0.5 std 1 */
-        CHECK_NEAR(tr.x[0], (200 / 255.0 - 0.5) / 0.25, 1e-5);
-        CHECK_NEAR(tr.x[2 * 25], (90 / 255.0 - 0.5) / 1.0, 1e-5);
+    /* image a: R with mean 0.5 std 0.25, B with mean 0.5 std 1 */
+    CHECK_NEAR(imageset_pixel(&tr, 0, 0, 0), (200 / 255.0 - 0.5) / 0.25, 1e-5);
+    CHECK_NEAR(imageset_pixel(&tr, 0, 2, 0), (90 / 255.0 - 0.5) / 1.0, 1e-5);
+    {   /* bytes read as the same bits as floats converted then normalized (imageset.h): batch, rows, pixel */
+        ImageSet f = tr;
+        size_t per = (size_t)tr.C * tr.H * tr.W;
+        float *x = xmalloc((size_t)tr.n * per * sizeof(float)), *xb = xmalloc((size_t)tr.n * per * sizeof(float));
+        for (size_t k = 0; k < (size_t)tr.n * per; k++) x[k] = tr.u8[k] * (1.0f / 255.0f);
+        f.x = x, f.u8 = NULL;
+        const float mc[3] = {0.5f, 0.5f, 0.5f}, sc[3] = {0.25f, 0.5f, 1.0f};
+        imageset_normalize(&f, mc, sc);
+        int idx[4] = {3, 1, 0, 2}, yb[4];
+        imageset_batch(xb, yb, &tr, idx, 4, 1, 7, 0); /* with flips */
+        float *xf = xmalloc(4 * per * sizeof(float));
+        imageset_batch(xf, yb, &f, idx, 4, 1, 7, 0);
+        CHECK(!memcmp(xb, xf, 4 * per * sizeof(float)));
+        CHECK(!memcmp(imageset_rows(&tr, 1, 2, xb), x + per, 2 * per * sizeof(float)));
+        free(x), free(xb), free(xf);
     }
     cfg_free(c);
     /* train_n / test_n load the first lines only */
@@ -309,7 +322,7 @@ static int test_cifar(void) {
     int bad = 0;
     for (int i = 0; i < tr.n; i++) {
         cifar_record(rec, 0, i);
-        for (int k = 0; k < 3072; k++) bad += fabsf(tr.x[(size_t)i * 3072 + k] - rec[1 + k] / 255.0f) > 1e-7f;
+        for (int k = 0; k < 3072; k++) bad += fabsf(imageset_pixel(&tr, i, k / 1024, k % 1024) - rec[1 + k] / 255.0f) > 1e-7f;
     }
     CHECK_MSG(bad == 0, "%d pixel values differ from the records (plane order R, G, B)", bad);
     CHECK(tr.n == 5 && tr.y[0] == 4 && tr.y[1] == 9 && tr.y[3] == 2 && tr.y[4] == 7);
