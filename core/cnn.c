@@ -234,7 +234,48 @@ int cnn_build(CnnModel *m, const CnnConfig *cfg, Error *err) {
     }
     m->act = xcalloc((size_t)m->n_acts, sizeof *m->act);
     m->dact = xcalloc((size_t)m->n_acts, sizeof *m->dact);
+    m->inject_act = xcalloc((size_t)m->n_acts, sizeof *m->inject_act);
     return 0;
+}
+
+/* ---- pre-ReLU points ----------------------------------------------------------------------------------- */
+
+/* The op reading activation slot a (the first one in layer order), or -1. */
+static int consumer(const CnnModel *m, int a) {
+    for (int i = 0; i < m->n_ops; i++)
+        if (m->ops[i].in == a || m->ops[i].in2 == a) return i;
+    return -1;
+}
+
+/* For conv op i: the activation its ReLU reads (conv -> relu or conv -> bn -> relu), or -1. */
+static int pre_relu_act(const CnnModel *m, int i) {
+    const struct CnnOp *op = &m->ops[i];
+    if (op->kind != OP_CONV) return -1;
+    int a = op->out, k = consumer(m, a);
+    if (k >= 0 && m->ops[k].kind == OP_BN) a = m->ops[k].out, k = consumer(m, a);
+    return k >= 0 && m->ops[k].kind == OP_RELU ? a : -1;
+}
+
+int cnn_n_pre_relu(const CnnModel *m) {
+    int n = 0;
+    for (int i = 0; i < m->n_ops; i++) n += pre_relu_act(m, i) >= 0;
+    return n;
+}
+
+int cnn_pre_relu_point(const CnnModel *m, int j, int *slot, int *act) {
+    for (int i = 0, n = 0; i < m->n_ops && j >= 0; i++) {
+        int a = pre_relu_act(m, i);
+        if (a < 0 || n++ != j) continue;
+        *slot = m->ops[i].slot;
+        *act = a;
+        return 0;
+    }
+    return -1;
+}
+
+void cnn_act_shape(const CnnModel *m, int act, int *C, int *H, int *W) {
+    ASSERT(act >= 0 && act < m->n_acts);
+    *C = m->acts[act].C, *H = m->acts[act].H, *W = m->acts[act].W;
 }
 
 void cnn_init_params(CnnModel *m, uint64_t seed) {
@@ -339,7 +380,11 @@ void cnn_backward(CnnModel *m, const float *dlogits, Arena *a) {
             ASSERTF(conv2d_scratch_floats(m->ops[i].conv) <= m->col_scratch_floats,
                     "cnn_backward: the thread count changed since cnn_forward");
     m->dact[0] = NULL; /* no gradient for the input image */
-    for (int i = 1; i < m->n_acts; i++) m->dact[i] = arena_zeros(a, (size_t)B * act_numel(m, i));
+    for (int i = 1; i < m->n_acts; i++) {
+        m->dact[i] = arena_zeros(a, (size_t)B * act_numel(m, i));
+        /* an injected gradient: its producer runs backward after every consumer has added to dact[i] */
+        if (m->inject_act[i]) memcpy(m->dact[i], m->inject_act[i], (size_t)B * act_numel(m, i) * sizeof(float));
+    }
     memcpy(m->dact[last], dlogits, (size_t)B * act_numel(m, last) * sizeof(float));
 
     for (int i = m->n_ops - 1; i >= 0; i--) {
@@ -377,6 +422,7 @@ void cnn_free(CnnModel *m) {
     free(m->acts);
     free(m->act);
     free(m->dact);
+    free(m->inject_act);
     free(m->slots);
     free(m->targets);
     memset(m, 0, sizeof *m);

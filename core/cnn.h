@@ -67,6 +67,10 @@ typedef struct {
     float *col_scratch;  /* shared by every conv2d (core/cpu/conv2d.h) */
     size_t col_scratch_floats;
     int B, train;
+    /* (n_acts) all NULL in normal training. inject_act[i] != NULL (B * C*H*W of slot i, the caller's): added to
+     * the gradient of activation i in the next cnn_backward, before the layer that produced it runs backward
+     * (ABM's boundary-loss gradient at a pre-ReLU value, methods/abm.h). */
+    const float **inject_act;
 } CnnModel;
 
 /* Registers every parameter, finalizes the ParamSet (data zeroed: call cnn_init_params or load weights),
@@ -84,6 +88,16 @@ void cnn_init_params(CnnModel *m, uint64_t seed);
  * the running statistics; 0: frozen statistics (eval, or fine-tuning a frozen backbone). Activations come
  * from the arena and are kept (with x and logits, which must stay alive) for the next cnn_backward. */
 void cnn_forward(CnnModel *m, float *logits, const float *x, int B, int train, Arena *a);
+
+/* Pre-ReLU points (ABM's match points, methods/abm.h): the convs whose output reaches a ReLU directly or through
+ * its batchnorm (conv -> relu, conv -> bn -> relu), in layer order (= depth order). ResNet: the stem conv1 and
+ * every block's conv1 (a block's conv2 and downsample feed the residual add, whose sum, not a conv's output, is
+ * what the block's last ReLU reads); VGG: every conv. cnn_n_pre_relu counts them; cnn_pre_relu_point gives
+ * point j's conv (its index in m->slots) and the activation slot the ReLU reads (the batchnorm's output when
+ * there is one, else the conv's), whose per-sample shape is cnn_act_shape. -1 for j out of range. */
+int cnn_n_pre_relu(const CnnModel *m);
+int cnn_pre_relu_point(const CnnModel *m, int j, int *slot, int *act);
+void cnn_act_shape(const CnnModel *m, int act, int *C, int *H, int *W);
 
 /* dlogits (B, n_classes). ACCUMULATES into m->params.grad, for trainable views only: a frozen weight skips its
  * weight-gradient GEMM, while input gradients still flow through it to trainable layers below. Uses the

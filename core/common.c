@@ -64,9 +64,23 @@ double now_seconds(void) {
 }
 
 size_t peak_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[128];
+    unsigned long kb = 0;
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f)) found = sscanf(line, "VmHWM: %lu kB", &kb) == 1;
+    if (f) fclose(f);
+    if (found) return (size_t)kb * 1024u;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (size_t)ru.ru_maxrss * 1024u;
+}
+
+void peak_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return;
+    fputs("5", f);
+    fclose(f);
 }
 
 int mkdirs(const char *path, Error *err) {

@@ -45,8 +45,11 @@ double now_seconds(void);
 /* mkdir -p: creates path and its missing parents (mode 0777 & umask); an existing directory is fine.
  * -1 with err naming the component that could not be created and why. */
 int mkdirs(const char *path, Error *err);
-/* Peak resident set size of this process in bytes (from getrusage). */
+/* Peak resident set size of this process in bytes: Linux's VmHWM (/proc/self/status), else getrusage's
+ * ru_maxrss. peak_rss_reset() lowers the peak to the current RSS (Linux: /proc/self/clear_refs, value 5), so a
+ * process that runs several runs measures each run's own peak; a no-op where that is not available. */
 size_t peak_rss_bytes(void);
+void peak_rss_reset(void);
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -102,6 +102,32 @@ int info_loss(InfoLoss *out, const float *G, const float *B, const float *A, int
     return 0;
 }
 
+/* In place: R (m,n) <- R - QB (QB^T R QA) QA^T, the residual off the product-form tangent space {QB X QA^T}
+ * (LoRA-XS). Scratch kb*ka + ka doubles. kb = 0 or ka = 0: the space is {0}, R is left as is. */
+static void perp_product_inplace(double *R, const float *QB, int kb, const float *QA, int ka, int m, int n) {
+    if (kb == 0 || ka == 0) return;
+    double *C = xcalloc((size_t)kb * ka, sizeof *C), *y = xmalloc((size_t)ka * sizeof *y);
+    for (int i = 0; i < m; i++) { /* C = QB^T R QA (kb,ka), one row of R QA at a time */
+        for (int l = 0; l < ka; l++) {
+            double acc = 0;
+            for (int j = 0; j < n; j++) acc += R[(size_t)i * n + j] * (double)QA[(size_t)j * ka + l];
+            y[l] = acc;
+        }
+        for (int b = 0; b < kb; b++)
+            for (int l = 0; l < ka; l++) C[(size_t)b * ka + l] += (double)QB[(size_t)i * kb + b] * y[l];
+    }
+    for (int i = 0; i < m; i++) /* R -= QB C QA^T */
+        for (int j = 0; j < n; j++) {
+            double acc = 0;
+            for (int b = 0; b < kb; b++) {
+                double qb = QB[(size_t)i * kb + b];
+                for (int l = 0; l < ka; l++) acc += qb * C[(size_t)b * ka + l] * (double)QA[(size_t)j * ka + l];
+            }
+            R[(size_t)i * n + j] -= acc;
+        }
+    free(C), free(y);
+}
+
 int info_loss_xs(InfoLoss *out, const float *G, const float *B, const float *A, int m, int n, int r, Error *err) {
     ASSERT(out && G && B && A && m >= 1 && n >= 1 && r >= 1);
     memset(out, 0, sizeof *out);
@@ -112,28 +138,7 @@ int info_loss_xs(InfoLoss *out, const float *G, const float *B, const float *A, 
     if (tangent_bases(&QB, &kb, &QA, &ka, B, A, m, n, r, "info_loss_xs", err) != 0) return -1;
     double *R = to_double(G, mn);
     out->g_norm = frob(R, mn);
-    if (kb > 0 && ka > 0) {
-        double *C = xcalloc((size_t)kb * ka, sizeof *C), *y = xmalloc((size_t)ka * sizeof *y);
-        for (int i = 0; i < m; i++) { /* C = QB^T G QA (kb,ka), one row of G QA at a time */
-            for (int l = 0; l < ka; l++) {
-                double acc = 0;
-                for (int j = 0; j < n; j++) acc += R[(size_t)i * n + j] * (double)QA[(size_t)j * ka + l];
-                y[l] = acc;
-            }
-            for (int b = 0; b < kb; b++)
-                for (int l = 0; l < ka; l++) C[(size_t)b * ka + l] += (double)QB[(size_t)i * kb + b] * y[l];
-        }
-        for (int i = 0; i < m; i++) /* R -= QB C QA^T */
-            for (int j = 0; j < n; j++) {
-                double acc = 0;
-                for (int b = 0; b < kb; b++) {
-                    double qb = QB[(size_t)i * kb + b];
-                    for (int l = 0; l < ka; l++) acc += qb * C[(size_t)b * ka + l] * (double)QA[(size_t)j * ka + l];
-                }
-                R[(size_t)i * n + j] -= acc;
-            }
-        free(C), free(y);
-    }
+    perp_product_inplace(R, QB, kb, QA, ka, m, n);
     out->res_norm = frob(R, mn);
     out->ratio = out->g_norm > 0 ? out->res_norm / out->g_norm : 0.0;
     out->rank_b = kb;
@@ -152,30 +157,34 @@ void tangent_project(float *P, const float *M, const float *QB, int kb, const fl
     free(R);
 }
 
-int info_loss_decompose(InfoDecomp *out, const float *G_full, const float *G_tilde, const float *B, const float *A,
-                        int m, int n, int r, Error *err) {
+typedef void (*PerpFn)(double *R, const float *QB, int kb, const float *QA, int ka, int m, int n);
+
+/* The decomposition for either tangent-space form: perp = I - P_T in place (sum form: perp_inplace; product
+ * form: perp_product_inplace). Every step below only uses that P_T is an orthogonal projection. */
+static int decompose(InfoDecomp *out, const float *G_full, const float *G_tilde, const float *B, const float *A,
+                     int m, int n, int r, PerpFn perp, const char *fn, Error *err) {
     ASSERT(out && G_full && G_tilde && B && A && m >= 1 && n >= 1 && r >= 1);
     memset(out, 0, sizeof *out);
     size_t mn = (size_t)m * n;
-    if (!all_finite(G_full, mn)) return err_set(err, "info_loss_decompose: G_full (%d,%d) has a non-finite entry", m, n);
-    if (!all_finite(G_tilde, mn)) return err_set(err, "info_loss_decompose: G_tilde (%d,%d) has a non-finite entry", m, n);
+    if (!all_finite(G_full, mn)) return err_set(err, "%s: G_full (%d,%d) has a non-finite entry", fn, m, n);
+    if (!all_finite(G_tilde, mn)) return err_set(err, "%s: G_tilde (%d,%d) has a non-finite entry", fn, m, n);
     float *QB, *QA;
     int kb, ka;
-    if (tangent_bases(&QB, &kb, &QA, &ka, B, A, m, n, r, "info_loss_decompose", err) != 0) return -1;
+    if (tangent_bases(&QB, &kb, &QA, &ka, B, A, m, n, r, fn, err) != 0) return -1;
     double *perp_f = to_double(G_full, mn), *perp_t = to_double(G_tilde, mn), *D = xmalloc(mn * sizeof *D);
     out->g_full_norm = frob(perp_f, mn);
     for (size_t i = 0; i < mn; i++) D[i] = (double)G_full[i] - (double)G_tilde[i];
     out->bound = frob(D, mn);
-    perp_inplace(perp_f, QB, kb, QA, ka, m, n); /* G_full - P_T(G_full) */
+    perp(perp_f, QB, kb, QA, ka, m, n); /* G_full - P_T(G_full) */
     out->irreducible = frob(perp_f, mn);
-    perp_inplace(perp_t, QB, kb, QA, ka, m, n); /* G~ - P_T(G~) */
+    perp(perp_t, QB, kb, QA, ka, m, n); /* G~ - P_T(G~) */
     double s = 0;
     for (size_t i = 0; i < mn; i++) { /* G_full - P_T(G~) = G_full - G~ + perp(G~) */
         double v = D[i] + perp_t[i];
         s += v * v;
     }
     out->total = sqrt(s);
-    perp_inplace(D, QB, kb, QA, ka, m, n); /* now perp(G_full - G~) */
+    perp(D, QB, kb, QA, ka, m, n); /* now perp(G_full - G~) */
     s = 0;
     for (size_t i = 0; i < mn; i++) { /* P_T(G_full - G~) = (G_full - G~) - perp(G_full - G~) */
         double v = ((double)G_full[i] - (double)G_tilde[i]) - D[i];
@@ -184,4 +193,14 @@ int info_loss_decompose(InfoDecomp *out, const float *G_full, const float *G_til
     out->reducible = sqrt(s);
     free(perp_f), free(perp_t), free(D), free(QB), free(QA);
     return 0;
+}
+
+int info_loss_decompose(InfoDecomp *out, const float *G_full, const float *G_tilde, const float *B, const float *A,
+                        int m, int n, int r, Error *err) {
+    return decompose(out, G_full, G_tilde, B, A, m, n, r, perp_inplace, "info_loss_decompose", err);
+}
+
+int info_loss_decompose_xs(InfoDecomp *out, const float *G_full, const float *G_tilde, const float *B, const float *A,
+                           int m, int n, int r, Error *err) {
+    return decompose(out, G_full, G_tilde, B, A, m, n, r, perp_product_inplace, "info_loss_decompose_xs", err);
 }

@@ -45,5 +45,10 @@ typedef struct {
 
 int info_loss_decompose(InfoDecomp *out, const float *G_full, const float *G_tilde, const float *B, const float *A,
                         int m, int n, int r, Error *err);
+/* The same decomposition on LoRA-XS's product-form tangent space (dW = s B R A, B and A frozen):
+ * P_T(M) = Q_B Q_B^T M Q_A Q_A^T, also an orthogonal projection, so total^2 = irreducible^2 + reducible^2 holds
+ * the same way (tests/test_eval.c eval_info_decompose_xs). */
+int info_loss_decompose_xs(InfoDecomp *out, const float *G_full, const float *G_tilde, const float *B,
+                           const float *A, int m, int n, int r, Error *err);
 
 #endif

@@ -12,13 +12,18 @@
 #include "eval/grad_var.h"
 #include "eval/info_loss.h"
 #include "eval/spectra.h"
+#include "methods/lora.h"
 #include "methods/lora_xs.h"
+#include "methods/peft_io.h"
 
 /* ---- config ------------------------------------------------------------------------------------------------ */
 int metrics_config(MetricsConfig *mc, const CfgNode *c, Error *err) {
     memset(mc, 0, sizeof *mc);
     long every, batch, window;
-    const char *mode;
+    const char *mode, *ref;
+    if (cfg_get_string(c, "metrics.info_loss_reference", "pretrained", &ref, err)) return -1;
+    if (strcmp(ref, "pretrained") && strcmp(ref, "teacher"))
+        return err_set(err, "metrics.info_loss_reference '%s': expected pretrained or teacher", ref);
     if (cfg_get_bool(c, "metrics.enabled", 1, &mc->enabled, err) || cfg_get_int(c, "metrics.every", 50, &every, err) ||
         cfg_get_int(c, "metrics.batch", 0, &batch, err) || cfg_get_bool(c, "metrics.info_loss", 1, &mc->info_loss, err) ||
         cfg_get_bool(c, "metrics.info_loss_decompose", 1, &mc->decompose, err) ||
@@ -29,6 +34,7 @@ int metrics_config(MetricsConfig *mc, const CfgNode *c, Error *err) {
         return -1;
     mc->every = (int)every;
     mc->batch = (int)batch;
+    mc->il_teacher = !strcmp(ref, "teacher");
     mc->gv_window = (int)window;
     mc->gv_mode = !strcmp(mode, "exact") ? GRADVAR_EXACT : !strcmp(mode, "cheap") ? GRADVAR_CHEAP : GRADVAR_OFF;
     if (strcmp(mode, "exact") && strcmp(mode, "cheap") && strcmp(mode, "off"))
@@ -108,6 +114,7 @@ struct Metrics {
     double secs;
     double loss0, early_sum; /* the training loss of step 0, the sum over the first n_early steps */
     long n_early;
+    long resumed_at;         /* the checkpoint's step when this process resumed the run (0: a fresh run) */
 };
 
 static const char *gv_mode_name(GradVarMode m) { return m == GRADVAR_EXACT ? "exact" : "cheap"; }
@@ -143,6 +150,36 @@ static void grad_pass(Metrics *mx, const float *x, const int *y, int B, LinearSl
 }
 
 /* ---- create: the pretrained point -------------------------------------------------------------------------- */
+/* metrics.info_loss_reference: teacher: ABM's teacher adapter (method.params.abm.teacher, a PEFT directory, rank
+ * teacher_rank / alpha teacher_alpha, default the student's method.rank / method.alpha, as methods/init_abm.c
+ * reads them) attached on the targets method.targets names. */
+static int attach_teacher(AdapterSet *t, const CfgNode *c, Model *m, const char **pats, int np, uint64_t seed,
+                          Error *err) {
+    const char *init, *dir;
+    long rank;
+    double alpha, trank, talpha;
+    if (cfg_get_string(c, "method.init", "kaiming", &init, err) ||
+        cfg_get_string(c, "method.params.abm.teacher", NULL, &dir, err) || cfg_get_int(c, "method.rank", 8, &rank, err) ||
+        cfg_get_double(c, "method.alpha", 16, &alpha, err))
+        return -1;
+    if (strcmp(init, "abm") || !dir)
+        return err_set(err, "metrics.info_loss_reference: teacher needs method.init: abm with a teacher adapter "
+                            "(method.params.abm.teacher, a PEFT directory; method.init is '%s'%s); without one the "
+                            "teacher is the backbone: use info_loss_reference: pretrained",
+                       init, dir ? "" : ", no teacher set");
+    if (cfg_get_double(c, "method.params.abm.teacher_rank", (double)rank, &trank, err) ||
+        cfg_get_double(c, "method.params.abm.teacher_alpha", alpha, &talpha, err))
+        return -1;
+    AdapterSpec sp = {.kind = &ADAPTER_LORA, .r = (int)trank, .alpha = (float)talpha};
+    if (adapters_attach(t, m->targets, m->n_targets, m->params, pats, np, &sp, seed, err) < 0) return -1;
+    if (peft_load(dir, t, err)) {
+        adapters_free(t, m->targets, m->n_targets);
+        memset(t, 0, sizeof *t);
+        return -1;
+    }
+    return 0;
+}
+
 int metrics_create(Metrics **out, const MetricsConfig *mc, const CfgNode *c, Model *m, const ImageSet *train,
                    uint64_t seed, int batch, float smoothing, Error *err) {
     *out = NULL;
@@ -191,10 +228,18 @@ int metrics_create(Metrics **out, const MetricsConfig *mc, const CfgNode *c, Mod
         g->rows = m->targets[t].rows;
         g->in = m->targets[t].slot->in;
     }
-    free(pats);
-    /* G_full = dL/dW of the backbone alone, before the initializer (which may change W0: PiSSA, OLoRA, ...) */
+    /* G_full = dL/dW of the backbone alone, before the initializer (which may change W0: PiSSA, OLoRA, ...);
+     * info_loss_reference: teacher takes it at the backbone + ABM's teacher adapter instead */
     params_set_all_trainable(m->params, 0);
     params_alloc_grads(m->params);
+    AdapterSet teacher = {0};
+    int rc = 0;
+    if (mc->decompose && mx->n_tg > 0 && mc->il_teacher) rc = attach_teacher(&teacher, c, m, pats, np, seed, err);
+    free(pats);
+    if (rc) {
+        metrics_free(mx);
+        return -1;
+    }
     if (mc->decompose && mx->n_tg > 0) {
         LinearSlot **slots = xcalloc((size_t)m->n_targets, sizeof *slots);
         float **bufs = xcalloc((size_t)m->n_targets, sizeof *bufs);
@@ -224,6 +269,7 @@ int metrics_create(Metrics **out, const MetricsConfig *mc, const CfgNode *c, Mod
         free(slots);
         params_zero_grad(m->params);
     }
+    if (teacher.a) adapters_free(&teacher, m->targets, m->n_targets); /* off the slots again */
     mx->secs = now_seconds() - t0;
     *out = mx;
     return 0;
@@ -298,9 +344,10 @@ static int record(Metrics *mx, long step, Error *err) {
             Adapter *a = l->a;
             InfoDecomp r = {0};
             int rc = -1;
-            if (l->form == FORM_LORA && l->G_full)
-                rc = info_loss_decompose(&r, l->G_full, l->G, params_data(a->ps, a->t[1]), params_data(a->ps, a->t[0]),
-                                         a->m, a->n, a->r, &e2);
+            if (l->form != FORM_NONE && l->G_full) /* LoRA-XS: its product-form tangent space */
+                rc = (l->form == FORM_XS ? info_loss_decompose_xs : info_loss_decompose)(
+                    &r, l->G_full, l->G, params_data(a->ps, a->t[1]), params_data(a->ps, a->t[0]), a->m, a->n, a->r,
+                    &e2);
             d[i] = rc ? NAN : r.total;
             d[n + i] = rc ? NAN : r.irreducible;
             d[2 * n + i] = rc ? NAN : r.reducible;
@@ -481,27 +528,44 @@ int metrics_begin(Metrics *mx, AdapterSet *ad, H5Rec *h5, Db *db, const char *ru
     return rc;
 }
 
+/* The early training loss: train_loss_step0 (the loss of step 0) and train_loss_early (the mean over the first
+ * min(every, total) steps; every = 0: 10); NaN (NULL) when this process did not see those steps. */
+static long early_window(const Metrics *mx) { return MIN(mx->cfg.every > 0 ? mx->cfg.every : 10, mx->total); }
+static int put_early(Metrics *mx, int step0, int early, Error *err) {
+    long want = early_window(mx);
+    const char *keys[2];
+    double vals[2];
+    int k = 0;
+    if (step0) keys[k] = "train_loss_step0", vals[k++] = mx->n_early > 0 ? mx->loss0 : NAN;
+    if (early) keys[k] = "train_loss_early", vals[k++] = mx->n_early >= want ? mx->early_sum / want : NAN;
+    return k ? db_put_results(mx->db, mx->run_id, keys, vals, NULL, k, err) : 0;
+}
+
 int metrics_on_step(Metrics *mx, long step, double loss, Error *err) {
     if (!mx || mx->n == 0) return 0;
     double t0 = now_seconds();
     long done = step + 1, every = mx->cfg.every;
     if (step == 0) mx->loss0 = loss;
-    long want = MIN(every > 0 ? every : 10, mx->total);
+    long want = early_window(mx);
     if (step == mx->n_early && step < want) mx->early_sum += loss, mx->n_early++; /* steps 0.. (not after a resume) */
-    
+    int rc = 0;
+    /* into the database at once: a run resumed after these steps cannot see their losses again */
+    if (mx->db && step == 0) rc = put_early(mx, 1, 0, err);
+    if (!rc && mx->db && step == want - 1 && mx->n_early == want) rc = put_early(mx, 0, 1, err);
+
     long next = every > 0 ? MIN(((done + every - 1) / every) * every, mx->total) : mx->total;
     if (mx->cfg.gv_mode == GRADVAR_CHEAP && next - done < mx->cfg.gv_window) /* inside the window ending at next */
         for (int i = 0; i < mx->n; i++)
             for (int f = 0; f < 2; f++)
                 if (mx->L[i].gv_on[f]) grad_var_add(&mx->L[i].gv[f], params_grad(mx->L[i].a->ps, mx->L[i].a->t[f]));
-    int rc = 0;
-    if (done == next) rc = record(mx, done, err);
+    if (!rc && done == next) rc = record(mx, done, err);
     mx->secs += now_seconds() - t0;
     return rc;
 }
 
 int metrics_resume(Metrics *mx, long steps_done, Error *err) {
     if (!mx || mx->n == 0 || steps_done <= 0) return 0;
+    mx->resumed_at = steps_done;
     long every = mx->cfg.every;
     if ((every > 0 && steps_done % every == 0) || steps_done == mx->total) return record(mx, steps_done, err);
     return 0;
@@ -629,11 +693,9 @@ int metrics_end(Metrics *mx, Db *db, const char *run_id, const MetricsCost *cost
         if (final_metrics(mx, err) || put_db(mx, mx->total, err)) return -1;
         mx->secs += now_seconds() - t0;
     }
-    if (mx && mx->n > 0) { /* the early training loss: step 0 and the mean over the first `every` steps */
-        long want = MIN(mx->cfg.every > 0 ? mx->cfg.every : 10, mx->total);
-        const char *keys[] = {"train_loss_step0", "train_loss_early"};
-        double vals[] = {mx->n_early > 0 ? mx->loss0 : NAN, mx->n_early >= want ? mx->early_sum / want : NAN};
-        if (db_put_results(db, run_id, keys, vals, NULL, 2, err)) return -1;
+    if (mx && mx->n > 0) { /* the early training loss: step 0 and the mean over the first `every` steps; a run
+                            * resumed after them keeps the values its first process put (metrics_on_step) */
+        if (put_early(mx, mx->resumed_at == 0, mx->resumed_at < early_window(mx), err)) return -1;
     }
     double share = cost->init_s + cost->train_s > 0 ? cost->init_s / (cost->init_s + cost->train_s) : NAN;
     const char *keys[] = {"finetune_wall_s", "init_share", "peak_rss_bytes", "metrics_s"};

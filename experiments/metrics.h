@@ -5,7 +5,9 @@
  *   - information loss ||G - P_T(G)||_F / ||G||_F at the adapter's current tangent space, G = dL/dW of the
  *     layer on a FIXED metrics batch (eval mode, no update), at step 0 (after init, before training) and
  *     every `every` steps and at the end; its decomposition against the pretrained point (G_full = dL/dW of
- *     the backbone before the initializer ran, on the same batch);
+ *     the backbone before the initializer ran, on the same batch; metrics.info_loss_reference: teacher takes
+ *     G_full at the teacher point instead, the backbone plus ABM's teacher adapter method.params.abm.teacher);
+ *     LoRA and LoRA-XS adapters (the latter on its product-form tangent space);
  *   - gradient variance of each adapter factor (A, B): cheap = Welford over the K training steps that end at a
  *     recorded step (mixes in the drift of those steps); exact = K extra mini-batches at the current weights,
  *     no update; raw and divided by ||mean gradient||^2; and E_A = ||A A^T - I_r||_2;
@@ -37,6 +39,7 @@ typedef struct MetricsConfig {
     int batch;          /* images of the fixed metrics batch (0: the trainer's batch) */
     int info_loss;      /* information loss per layer */
     int decompose;      /* its decomposition against the pretrained point */
+    int il_teacher;     /* metrics.info_loss_reference: teacher: G_full at the backbone + ABM's teacher adapter */
     GradVarMode gv_mode;
     int gv_window;      /* K: training steps (cheap) or extra mini-batches (exact) */
     int drift, spectra; /* at the end */
@@ -49,7 +52,9 @@ int metrics_config(MetricsConfig *mc, const CfgNode *c, Error *err);
 typedef struct Metrics Metrics;
 
 /* Before the initializer runs (the pretrained point): draws the metrics batch from train (seeded stream
- * "metrics.batch") and, with decompose, computes G_full for every target matched by method.targets. Freezes the
+ * "metrics.batch") and, with decompose, computes G_full for every target matched by method.targets (with
+ * il_teacher: the teacher adapter is attached for that pass and removed again; -1 with err when the config has
+ * no ABM teacher or it does not load). Freezes the
  * backbone and allocates its gradients (what attach_method does first anyway). *out = NULL (and 0) when the
  * config has no adapters or metrics are off. batch = the trainer's batch, smoothing = its label smoothing. */
 int metrics_create(Metrics **out, const MetricsConfig *mc, const CfgNode *c, Model *m, const ImageSet *train,
@@ -70,7 +75,10 @@ int metrics_on_step(Metrics *mx, long step, double loss, Error *err);
 
 /* After a resumed run loaded its checkpoint (steps_done = the checkpoint's step): the run file lost the rows at
  * steps >= steps_done (h5rec_truncate_after), so a record due at steps_done is taken again, at the checkpoint's
- * weights, which are that step's. (A cheap grad-variance window cut by the interruption is not recorded.) */
+ * weights, which are that step's. (A cheap grad-variance window cut by the interruption is not recorded.) The
+ * early training loss (train_loss_step0, train_loss_early) goes to the database as soon as its steps are done,
+ * so a run resumed after them keeps those values; resumed inside the first `every` steps, train_loss_early is
+ * NaN (its window was cut). tests/test_metrics.c it_metrics_resume: killed + resumed = uninterrupted, bit for bit. */
 int metrics_resume(Metrics *mx, long steps_done, Error *err);
 
 /* At the end of a finished run: drift and spectra (HDF5 and SQLite), per-layer summaries (layer_results) and

@@ -1,5 +1,6 @@
 /* experiments/runexp_main.c: the `runexp` command (docs/runexp.md).
  *   runexp CONFIG [key=value ...] [--profile P | --quick] [--jobs N] [--cell I] [--dry-run] [--force] [--threads N] [--log-every N]
+ *          [--gpus G]   (data parallel over G GPUs: experiments/dp.h)
  *   runexp report CONFIG [key=value ...]
  *   runexp status CONFIG [key=value ...]     every run with its state, from the DB and squeue (sweep.h)
  *   runexp query [--db PATH] [--csv] "SQL"
@@ -19,6 +20,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: runexp CONFIG.yaml [key=value ...] [--profile P | --quick] [--jobs N] [--cell I] [--dry-run] [--force]\n"
             "              [--threads N]   (--profile P = profile=P: the config's profiles overlay P; --quick = quick)\n"
+            "              [--gpus G]      (one run data parallel over G GPUs, NCCL; docs/cluster.md)\n"
             "       runexp report CONFIG.yaml [key=value ...]\n"
             "       runexp status CONFIG.yaml [key=value ...]   (every run: done/running/pending/failed/...)\n"
             "       runexp sweep CONFIG.yaml --slurm [key=value ...] [--retry-failed] [--dry-run] [...]\n"
@@ -89,6 +91,7 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--jobs")) { if (parse_int(a, i + 1 < argc ? argv[++i] : NULL, &o.jobs)) return 2; }
         else if (!strcmp(a, "--cell")) { if (parse_int(a, i + 1 < argc ? argv[++i] : NULL, &o.cell)) return 2; }
         else if (!strcmp(a, "--threads")) { if (parse_int(a, i + 1 < argc ? argv[++i] : NULL, &o.threads)) return 2; }
+        else if (!strcmp(a, "--gpus")) { if (parse_int(a, i + 1 < argc ? argv[++i] : NULL, &o.gpus)) return 2; }
         else if (!strcmp(a, "--log-every")) { if (parse_int(a, i + 1 < argc ? argv[++i] : NULL, &o.log_every)) return 2; }
         else if (!strcmp(a, "--dry-run")) o.dry_run = 1;
         else if (!strcmp(a, "--no-requires")) o.no_requires = 1;

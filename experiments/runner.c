@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "core/params_io.h"
+#include "dp.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "core/vit_io.h"
@@ -29,6 +31,7 @@
 #include "sweep.h"
 #include "task.h"
 #include "train.h"
+#include "train_cuda.h"
 
 #define LORALAB_VERSION "loralab 0.1"
 #define PATH_MAX_LEN 1024
@@ -440,6 +443,7 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     if (rc) { db_close(db); return RUN_FAILED; }
     printf("%s %s (cell %d, seed %ld)\n", label, resume ? "resuming" : "starting", gr->cell, gr->seed);
     fflush(stdout);
+    peak_rss_reset(); /* peak_rss_bytes: this run's own peak, not an earlier run's in this process */
 
     double t_run = now_seconds();
     Model m;
@@ -488,6 +492,18 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     }
     train_optimizer_init(&opt, &tc.opt, &m, attached ? &ad : NULL);
     opt_made = 1;
+    /* device: where it trains (experiments/train_cuda.h); runs.device, the run file's "device" attribute */
+    int use_cuda = 0;
+    char dev_note[320] = "";
+    const char *device;
+    if (cfg_get_string(c, "device", "auto", &device, err)) goto fail;
+    if ((pretrain || finetune) &&
+        (use_cuda = train_pick_device(device, &m, attached ? &ad : NULL, &tc, dev_note, sizeof dev_note, err)) < 0)
+        goto fail;
+    if (dev_note[0]) printf("%s %s\n", label, dev_note);
+    if (use_cuda && db_run_set_device(db, gr->id, "cuda", err)) goto fail;
+    tc.dp_run = idx;
+    tc.sync_host = attached && mx; /* the research metrics read the adapters and their gradients every step */
     int h5rc = h5rec_open(&h5, h5p, resume ? H5REC_APPEND : H5REC_CREATE, err);
     char moved[PATH_MAX_LEN + 32] = "";
     if (h5rc == H5REC_BROKEN) { /* a kill left it unreadable: keep it aside (nothing is deleted), go on */
@@ -503,7 +519,7 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     h5rec_set_flush_every(h5, (int)flush_every);
     char *canon = grid_canonical(c, &SCHEMA_EXPERIMENT);
     rc = h5rec_set_attr(h5, "config", canon, err) || h5rec_set_attr(h5, "run_id", gr->id, err) ||
-         h5rec_set_attr(h5, "versions", versions, err);
+         h5rec_set_attr(h5, "versions", versions, err) || h5rec_set_attr(h5, "device", use_cuda ? "cuda" : "cpu", err);
     free(canon);
     if (!rc && ires.note[0]) rc = h5rec_set_attr(h5, "init_note", ires.note, err);
     for (int i = 0; !rc && !resume && ires.series && i < ires.n_series; i++)
@@ -533,7 +549,10 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
         TrainHooks hooks = {.ctx = &ctx, .on_step = ctx_step, .on_eval = ctx_eval, .on_checkpoint = ctx_checkpoint,
                             .on_penalty = ctx_penalty,
                             .should_stop = ctx_stop};
-        if (train_classifier(&m, attached ? &ad : NULL, &opt, &st, &train, &test, &tc, &hooks, &tr, err)) goto fail;
+        if ((use_cuda ? train_classifier_cuda : train_classifier)(&m, attached ? &ad : NULL, &opt, &st, &train, &test, &tc,
+                                                                  &hooks, &tr, err))
+            goto fail;
+        if (use_cuda) printf("%s trained on %s\n", label, train_device_name());
         if (ctx.io_failed) { *err = ctx.io_err; goto fail; }
         ft_s = now_seconds() - t_ft;
         if (tr.interrupted) {
@@ -578,11 +597,20 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
         if (peft_save(pd, &ad, PEFT_NAMES_AUTO, err) || db_put_artifact(db, gr->id, "peft_adapter", pd, err)) goto fail;
     }
     size_t trainable = params_count(m.params, 1) + (attached ? params_count(&ad.params, 1) : 0);
+    size_t adapter_params = attached ? params_count(&ad.params, 1) : 0, model_params = 0;
+    for (int i = 0; i < m.params->n; i++) /* the backbone's parameters, as torch's parameters(): no BN statistics */
+        if (!strstr(m.params->views[i].name, "running_")) model_params += m.params->views[i].numel;
     const char *keys[] = {"test_acc", "test_loss", "train_loss", "train_s", "img_s", "steps", "trainable_params", "init_s",
-                          "init_method_s", "init_batches", "init_changed_w0", "init_changed_function"};
+                          "init_method_s", "init_batches", "init_changed_w0", "init_changed_function", "adapter_params",
+                          "model_params", "trainable_pct"};
     double vals[] = {tr.test_acc, tr.test_loss, tr.last_loss, tr.train_s, tr.img_s, (double)tr.steps, (double)trainable,
-                     init_s, ires.wall_s, ires.batches_used, ires.changed_w0, ires.changed_function};
-    if (db_put_results(db, gr->id, keys, vals, NULL, 12, err) || db_run_h5(db, gr->id, h5p, err)) goto fail;
+                     init_s, ires.wall_s, ires.batches_used, ires.changed_w0, ires.changed_function,
+                     (double)adapter_params, (double)model_params,
+                     model_params ? 100.0 * (double)trainable / (double)model_params : NAN};
+    if (db_put_results(db, gr->id, keys, vals, NULL, 15, err) || db_run_h5(db, gr->id, h5p, err)) goto fail;
+    const char *gpu_key[] = {"gpus"}; /* GPUs the training used: 0 = CPU */
+    double gpu_val[] = {use_cuda ? (dp_state()->world > 0 ? dp_state()->world : 1) : 0};
+    if (db_put_results(db, gr->id, gpu_key, gpu_val, NULL, 1, err)) goto fail;
     if (finetune && !pretrain) { /* drift, spectra, per-layer summaries, cost (experiments/metrics.h) */
         MetricsCost cost = {.init_s = init_s, .finetune_wall_s = ft_s, .train_s = tr.train_s};
         if (metrics_end(attached ? mx : NULL, db, gr->id, &cost, err)) goto fail;
@@ -689,6 +717,12 @@ static int run_config(const char *config_path, const RunnerOptions *o, int depth
     int jobs = o->jobs > 1 && o->cell < 0 ? MIN(o->jobs, plan.n_runs) : 1;
     int threads = o->threads > 0 ? o->threads : MAX(1, core_threads() / jobs);
     int failed = 0, interrupted = 0;
+    if (jobs > 1 && dp_state()->world > 0) {
+        grid_plan_free(&plan);
+        cfg_free(root);
+        return err_set(err, "--gpus and --jobs together: one data-parallel run at a time (leave --jobs out)");
+    }
+    dp_set_active(depth == 0); /* --gpus: the top-level config's runs train data parallel, requirements alone */
     if (jobs == 1) {
         core_set_threads(threads);
         for (int i = 0; i < plan.n_runs && !g_stop; i++) {
@@ -729,6 +763,7 @@ static int run_config(const char *config_path, const RunnerOptions *o, int depth
         }
         free(pids);
     }
+    dp_set_active(0);
     if (shard && o->cell < 0) { /* a local run of a sharded config: into runs.db, where status and report look */
         Error e2;
         int merged;
@@ -744,12 +779,82 @@ static int run_config(const char *config_path, const RunnerOptions *o, int depth
     return 0;
 }
 
+/* ---- data parallel: ranks > 0 follow rank 0's runs (experiments/dp.h) ----------------------------------- */
+static int follow_one(const GridRun *gr, int run, long step, long t, Error *err) {
+    const CfgNode *c = gr->cfg;
+    Model m;
+    AdapterSet ad;
+    Optimizer opt;
+    ImageSet train, test;
+    ModelConfig mc;
+    TrainConfig tc;
+    InitResult ires = {0};
+    int built = 0, attached = 0, rc = -1, skip_head = 0;
+    const char *ckpt_in = NULL;
+    if (task_load(&train, &test, c, err) || model_config(&mc, c, train.K, err) || train_config(&tc, c, gr->seed, err) ||
+        cfg_get_string(c, "backbone.checkpoint", NULL, &ckpt_in, err) ||
+        cfg_get_bool(c, "backbone.skip_head", 0, &skip_head, err) || model_build(&m, &mc, err))
+        goto out;
+    built = 1;
+    model_init_params(&m, (uint64_t)gr->seed);
+    if (ckpt_in && m.family == MODEL_VIT && vit_load(&m.u.vit, ckpt_in, skip_head, err)) goto out;
+    /* the same adapters (the initializer decides shapes, e.g. EVA's ranks); their values come from rank 0 */
+    long total_steps = tc.max_steps > 0 ? tc.max_steps : (long)tc.epochs * (tc.batch > 0 ? train.n / tc.batch : 0);
+    if (has_stage(c, "finetune") && !has_stage(c, "pretrain") &&
+        attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total_steps, &attached, &ires, err))
+        goto out;
+    train_optimizer_init(&opt, &tc.opt, &m, attached ? &ad : NULL);
+    opt.t = t;
+    TrainState st = {.step = step};
+    TrainResult tr;
+    tc.dp_run = run;
+    rc = train_classifier_cuda(&m, attached ? &ad : NULL, &opt, &st, &train, &test, &tc, NULL, &tr, err);
+    optim_free(&opt);
+out:
+    free(ires.series);
+    for (int k = 0; k < ires.n_rows; k++) free(ires.rows[k].values), free(ires.rows[k].col_names);
+    if (attached) adapters_free(&ad, m.targets, m.n_targets);
+    if (built) model_free(&m);
+    return rc;
+}
+
+static int follow(const char *config_path, const RunnerOptions *o, Error *err) {
+    CfgNode *root = runner_load_config(config_path, o, 0, err);
+    GridPlan plan;
+    if (!root) return -1;
+    if (grid_expand(root, &SCHEMA_EXPERIMENT, &plan, err)) { cfg_free(root); return -1; }
+    core_set_threads(o->threads > 0 ? o->threads : core_threads());
+    int rc = 0, run;
+    long step, t;
+    while (rc == 0 && dp_recv(&run, &step, &t) == DP_CMD_TRAIN) {
+        if (run < 0 || run >= plan.n_runs) rc = err_set(err, "rank %d: rank 0 announced run %d of %d (not the same config?)",
+                                                       dp_state()->rank, run, plan.n_runs);
+        else rc = follow_one(&plan.runs[run], run, step, t, err);
+    }
+    grid_plan_free(&plan);
+    cfg_free(root);
+    return rc;
+}
+
 int runner_run(const char *config_path, const RunnerOptions *o, Error *err) {
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     g_stop = 0;
+    if (o->gpus > 0 && !o->dry_run) { /* --gpus G: fork (or join, under srun) the ranks */
+        int code = 0, r = dp_start(o->gpus, &code, err);
+        if (r < 0) return -1;
+        if (r == 1) { /* the forking parent, after every rank exited */
+            if (code && code != 130) err_set(err, "%s: a rank failed or some runs failed (see above)", config_path);
+            return code == 130 ? 130 : code ? 1 : 0;
+        }
+        int rc = dp_state()->rank == 0 ? run_config(config_path, o, 0, err) : follow(config_path, o, err);
+        if (dp_state()->rank == 0) dp_send(DP_CMD_END, 0, 0, 0);
+        dp_finish();
+        task_cache_free();
+        return rc;
+    }
     int rc = run_config(config_path, o, 0, err);
     task_cache_free();
     return rc;
@@ -923,7 +1028,7 @@ int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
         FigureOptions fo = {.run_ids = ids, .n_run_ids = plan.n_runs};
         const char *series, *group_by;
         const char **go = NULL, **wh = NULL;
-        int ngo = 0, nwh = 0, lx = 0, ly = 0, nb = 0, svg = 0, pdf = 0, allc = 0, prof = 0;
+        int ngo = 0, nwh = 0, lx = 0, ly = 0, nb = 0, svg = 0, pdf = 0, allc = 0, prof = 0, heat = 0;
         long smooth = 0;
         rc = cfg_get_string(t, "name", NULL, &fo.name, err) || cfg_get_string(t, "series", NULL, &series, err) ||
              cfg_get_string(t, "group_by", NULL, &group_by, err) || cfg_get_string(t, "title", NULL, &fo.title, err) ||
@@ -933,11 +1038,12 @@ int runner_report(const char *config_path, const RunnerOptions *o, Error *err) {
              cfg_get_bool(t, "svg", 0, &svg, err) || cfg_get_bool(t, "pdf", 0, &pdf, err) ||
              cfg_get_int(t, "smooth", 0, &smooth, err) || strlist(t, "group_order", &go, &ngo, err) ||
              cfg_get_bool(t, "all_columns", 0, &allc, err) || cfg_get_bool(t, "profile", 0, &prof, err) ||
+             cfg_get_bool(t, "heatmap", 0, &heat, err) ||
              strlist(t, "where", &wh, &nwh, err)
                  ? -1 : 0;
         if (!rc) {
             fo.log_x = lx; fo.log_y = ly; fo.no_band = nb; fo.svg = svg; fo.pdf = pdf; fo.smooth = (int)smooth;
-            fo.all_columns = allc; fo.profile = prof;
+            fo.all_columns = allc; fo.profile = prof; fo.heatmap = heat;
             fo.group_order = go; fo.n_group_order = ngo; fo.where = wh; fo.n_where = nwh;
             rc = figure_series_path(db_path, name, series, group_by, &fo, dir, err);
             if (!rc) printf("wrote %s/%s.png\n", dir, fo.name), n_out++;

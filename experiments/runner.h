@@ -20,6 +20,7 @@ typedef struct RunnerOptions {
     int log_every;     /* progress line every N steps when not on a TTY (0: 50) */
     int no_requires;   /* do not run the `requires` configs first (sweep array tasks: scheduled before them) */
     int shard;         /* set by the runner from results.shard: each run records into <output>/shards/<id>.db */
+    int gpus;          /* > 0: data parallel over this many GPUs, one process each (NCCL; experiments/dp.h) */
 } RunnerOptions;
 
 /* Returns 0 when every selected run finished, 1 when some failed, 130 when interrupted, -1 on a config

@@ -24,6 +24,10 @@ typedef struct TrainConfig {
     int eval_every;        /* evaluate on the test set every N epochs (0: only at the end) */
     int eval_batch;
     int checkpoint_every;  /* > 0: call hooks->on_checkpoint every N steps */
+    /* the GPU trainer (experiments/train_cuda.h) */
+    int sync_host;         /* copy the trainable tensors and their gradients to the host after every step
+                            * (the research metrics read them in on_step) */
+    int dp_run;            /* data parallel: the grid run index rank 0 announces to the other ranks */
 } TrainConfig;
 
 /* Where a run stands; the caller saves it with a checkpoint and passes it back to resume. A resumed run

@@ -2,6 +2,7 @@
 #include "abm.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,15 +87,48 @@ int abm_parse_layers(const char *spec, int depth, int *layers, Error *err) {
     }
     for (int i = 0; i < depth; i++) if (mark[i]) layers[L++] = i;
     free(mark);
-    if (L == 0) return err_set(err, "abm layers '%s' selects no block", spec);
+    if (L == 0) return err_set(err, "abm layers '%s' selects no match point", spec);
     return L;
 bad:
     free(mark);
-    return err_set(err, "abm layers '%s': expected all, last:K, first:K or a list of blocks / ranges in 0..%d "
+    return err_set(err, "abm layers '%s': expected all, last:K, first:K or a list of match points / ranges in 0..%d "
                         "like '0,2,4-5'", spec, depth - 1);
 }
 
-/* ---- taps: copy a slot's output (the pre-activation) into a caller buffer ---- */
+/* ---- match points --------------------------------------------------------------------------------------- */
+
+int abm_n_points(const Model *m) {
+    return m->family == MODEL_VIT ? m->u.vit.cfg.depth : cnn_n_pre_relu(&m->u.cnn);
+}
+
+/* Point j: the ViT's fc1 slot (taps read its output), or the CNN's conv slot and the activation its ReLU reads. */
+static LinearSlot *point(Model *m, int j, int *act) {
+    *act = -1;
+    if (m->family == MODEL_VIT) return &m->u.vit.blocks[j].fc1;
+    int slot;
+    ASSERTF(cnn_pre_relu_point(&m->u.cnn, j, &slot, act) == 0, "abm: no match point %d", j);
+    return &m->u.cnn.slots[slot];
+}
+
+long abm_point_units(const Model *m, int j) {
+    if (m->family == MODEL_VIT) return (long)m->u.vit.T * m->u.vit.cfg.mlp_hidden;
+    int slot, act, C, H, W;
+    ASSERTF(cnn_pre_relu_point(&m->u.cnn, j, &slot, &act) == 0, "abm: no match point %d", j);
+    cnn_act_shape(&m->u.cnn, act, &C, &H, &W);
+    return (long)C * H * W;
+}
+
+void abm_point_name(const Model *m, int j, char *buf, size_t cap) {
+    if (m->family == MODEL_VIT) {
+        snprintf(buf, cap, "blocks.%d.mlp.fc1", j);
+        return;
+    }
+    int slot, act;
+    ASSERTF(cnn_pre_relu_point(&m->u.cnn, j, &slot, &act) == 0, "abm: no match point %d", j);
+    snprintf(buf, cap, "%s", m->u.cnn.targets[slot].name);
+}
+
+/* ---- capture: ViT taps copy a slot's output; the CNN's pre-ReLU values are read after the forward ---- */
 typedef struct AbmTap {
     float *dst;
     size_t cap; /* floats */
@@ -104,22 +138,49 @@ typedef struct AbmTap {
 static void abm_tap(void *p, const LinearSlot *s, const float *inp, const float *out, int N) {
     (void)inp;
     AbmTap *t = p;
-    ASSERT((size_t)N * s->out <= t->cap);
+    ASSERT(!s->is_conv && (size_t)N * s->out <= t->cap);
     memcpy(t->dst, out, (size_t)N * s->out * sizeof(float));
     t->N = N;
 }
 
-static LinearSlot *fc1(Model *m, int l) { return &m->u.vit.blocks[l].fc1; }
-
-static void taps_on(Model *m, const int *layers, int L, AbmTap *taps, float *const *dst, size_t cap) {
-    for (int j = 0; j < L; j++) {
-        taps[j] = (AbmTap){.dst = dst[j], .cap = cap};
-        fc1(m, layers[j])->tap = abm_tap;
-        fc1(m, layers[j])->tap_ctx = &taps[j];
+/* The eval-mode forward of x with point layers[j]'s pre-activation copied to dst[j] (B * units floats). */
+static void forward_capture(Model *m, const int *layers, int L, float *const *dst, const float *x, int B, Arena *ar) {
+    float *logits = arena_floats(ar, (size_t)B * m->n_classes);
+    if (m->family == MODEL_CNN) {
+        model_forward(m, logits, x, B, 0, ar);
+        for (int j = 0; j < L; j++) {
+            int act;
+            point(m, layers[j], &act);
+            memcpy(dst[j], m->u.cnn.act[act], (size_t)B * abm_point_units(m, layers[j]) * sizeof(float));
+        }
+        return;
     }
+    AbmTap *taps = xcalloc((size_t)L, sizeof *taps);
+    for (int j = 0; j < L; j++) {
+        int act;
+        LinearSlot *s = point(m, layers[j], &act);
+        taps[j] = (AbmTap){.dst = dst[j], .cap = (size_t)B * abm_point_units(m, layers[j])};
+        s->tap = abm_tap;
+        s->tap_ctx = &taps[j];
+    }
+    model_forward(m, logits, x, B, 0, ar);
+    for (int j = 0; j < L; j++) {
+        int act;
+        LinearSlot *s = point(m, layers[j], &act);
+        s->tap = NULL, s->tap_ctx = NULL;
+        ASSERT(taps[j].N == B * m->u.vit.T);
+    }
+    free(taps);
 }
-static void taps_off(Model *m, const int *layers, int L) {
-    for (int j = 0; j < L; j++) fc1(m, layers[j])->tap = NULL, fc1(m, layers[j])->tap_ctx = NULL;
+
+/* Injected gradients dz[j] at the points for the next model_backward (NULL: remove them). */
+static void set_inject(Model *m, const int *layers, int L, float *const *dz) {
+    for (int j = 0; j < L; j++) {
+        int act;
+        LinearSlot *s = point(m, layers[j], &act);
+        if (m->family == MODEL_CNN) m->u.cnn.inject_act[act] = dz ? dz[j] : NULL;
+        else s->inject = dz ? dz[j] : NULL;
+    }
 }
 
 static int in_set(const AdapterSet *s, const Adapter *a) { return s && s->a && a >= s->a && a < s->a + s->n; }
@@ -136,7 +197,6 @@ void abm_detach(AdapterSet *set, Model *m) {
 
 int abm_teacher_acts(Model *m, const AdapterSet *student, const AdapterSet *teacher, const int *layers, int L,
                      const float *x, int B, float *const *t, Arena *ar, Error *err) {
-    ASSERT(m->family == MODEL_VIT);
     int nt = m->n_targets;
     /* save every slot's adapter list, take the student's off, put the teacher's on (by target name) */
     typedef struct { Adapter *ad[SLOT_MAX_ADAPTERS]; int n_ad; } SlotSave;
@@ -179,15 +239,7 @@ int abm_teacher_acts(Model *m, const AdapterSet *student, const AdapterSet *teac
         tcopy[i].bias = s->b >= 0 ? params_data(m->params, s->b) + a->row0 : NULL;
         s->ad[s->n_ad++] = &tcopy[i];
     }
-    if (rc == 0) {
-        ViT *v = &m->u.vit;
-        AbmTap *taps = xcalloc((size_t)L, sizeof *taps);
-        taps_on(m, layers, L, taps, t, (size_t)B * v->T * v->cfg.mlp_hidden);
-        float *logits = arena_floats(ar, (size_t)B * m->n_classes);
-        model_forward(m, logits, x, B, 0, ar);
-        taps_off(m, layers, L);
-        free(taps);
-    }
+    if (rc == 0) forward_capture(m, layers, L, t, x, B, ar);
     for (int i = 0; i < nt; i++) {
         LinearSlot *s = m->targets[i].slot;
         memcpy(s->ad, save[i].ad, sizeof s->ad);
@@ -200,19 +252,15 @@ int abm_teacher_acts(Model *m, const AdapterSet *student, const AdapterSet *teac
 
 double abm_student_loss(Model *m, const int *layers, int L, const float *lambda, float mu, const float *x, int B,
                         const float *const *t, int backward, double *layer_loss, double *mismatch, Arena *ar) {
-    ASSERT(m->family == MODEL_VIT);
-    ViT *v = &m->u.vit;
-    long n = (long)B * v->T * v->cfg.mlp_hidden; /* units of one layer on this batch */
     float **z = xcalloc((size_t)L, sizeof *z), **dz = xcalloc((size_t)L, sizeof *dz);
-    for (int j = 0; j < L; j++) z[j] = arena_floats(ar, (size_t)n), dz[j] = arena_floats(ar, (size_t)n);
-    AbmTap *taps = xcalloc((size_t)L, sizeof *taps);
-    taps_on(m, layers, L, taps, z, (size_t)n);
-    float *logits = arena_floats(ar, (size_t)B * m->n_classes);
-    model_forward(m, logits, x, B, 0, ar);
-    taps_off(m, layers, L);
+    for (int j = 0; j < L; j++) {
+        size_t n = (size_t)B * abm_point_units(m, layers[j]); /* units of point j on this batch */
+        z[j] = arena_floats(ar, n), dz[j] = arena_floats(ar, n);
+    }
+    forward_capture(m, layers, L, z, x, B, ar);
     double total = 0;
     for (int j = 0; j < L; j++) {
-        ASSERT(taps[j].N == B * v->T);
+        long n = (long)B * abm_point_units(m, layers[j]);
         /* (1 / L) lambda_l mean(...): the layer's weight folds into the loss and its gradient */
         double raw = abm_boundary_loss(dz[j], t[j], z[j], n, mu, 1.0f);
         float wj = lambda[j] / (float)L;
@@ -222,12 +270,11 @@ double abm_student_loss(Model *m, const int *layers, int L, const float *lambda,
         if (mismatch) mismatch[j] = abm_sign_mismatch(t[j], z[j], n);
     }
     if (backward) {
-        for (int j = 0; j < L; j++) fc1(m, layers[j])->inject = dz[j];
+        set_inject(m, layers, L, dz);
         float *dl = arena_zeros(ar, (size_t)B * m->n_classes);
         model_backward(m, dl, ar);
-        for (int j = 0; j < L; j++) fc1(m, layers[j])->inject = NULL;
+        set_inject(m, layers, L, NULL);
     }
-    free(taps);
     free(z);
     free(dz);
     return total;
@@ -235,19 +282,19 @@ double abm_student_loss(Model *m, const int *layers, int L, const float *lambda,
 
 int abm_stage1(Model *m, AdapterSet *student, const AdapterSet *teacher, InitData *data, const AbmOptions *o,
                AbmTrace *trace, Error *err) {
-    if (m->family != MODEL_VIT) return err_set(err, "abm: only the ViT's match points (mlp.fc1) are wired");
     if (!data || !data->batch) return err_set(err, "abm: stage 1 needs init batches of the task's training data");
     if (o->batch <= 0 || o->steps < 0 || !(o->lr > 0) || !(o->mu >= 0))
         return err_set(err, "abm: batch %d, steps %d, lr %g, mu %g: expected batch > 0, steps >= 0, lr > 0, mu >= 0",
                        o->batch, o->steps, (double)o->lr, (double)o->mu);
-    ViT *v = &m->u.vit;
-    int depth = v->cfg.depth, L = o->layers ? o->n_layers : depth;
+    int depth = abm_n_points(m), L = o->layers ? o->n_layers : depth;
+    if (depth <= 0) return err_set(err, "abm: the model has no match point (no conv feeds a ReLU)");
+    if (L > depth) return err_set(err, "abm: %d layers selected, the model has %d match points", L, depth);
     int *layers = xcalloc((size_t)depth + 1, sizeof *layers);
     for (int j = 0; j < L; j++) {
         layers[j] = o->layers ? o->layers[j] : j;
         if (layers[j] < 0 || layers[j] >= depth || (j > 0 && layers[j] <= layers[j - 1])) {
             free(layers);
-            return err_set(err, "abm: layers must be ascending distinct blocks in 0..%d (entry %d is %d)", depth - 1,
+            return err_set(err, "abm: layers must be ascending distinct match points in 0..%d (entry %d is %d)", depth - 1,
                            j, o->layers ? o->layers[j] : j);
         }
     }
@@ -257,9 +304,8 @@ int abm_stage1(Model *m, AdapterSet *student, const AdapterSet *teacher, InitDat
     }
     float *lambda = xmalloc(sizeof(float) * (size_t)L);
     abm_layer_weights(o->weighting, L, lambda);
-    size_t cap = (size_t)o->batch * v->T * v->cfg.mlp_hidden;
-    float **t = xcalloc((size_t)L, sizeof *t);
-    for (int j = 0; j < L; j++) t[j] = xmalloc(cap * sizeof(float));
+    float **t = xcalloc((size_t)L, sizeof *t); /* (B, units of point j): ViT (B, T, mlp_hidden), CNN (B, C, H, W) */
+    for (int j = 0; j < L; j++) t[j] = xmalloc((size_t)o->batch * abm_point_units(m, layers[j]) * sizeof(float));
     size_t per = (size_t)m->in_ch * m->img_h * m->img_w;
     float *x = xmalloc_aligned((size_t)o->batch * per * sizeof(float));
     int *y = xmalloc(sizeof(int) * (size_t)o->batch);

@@ -1,11 +1,19 @@
 /* methods/abm.h: ABM-LoRA stage 1, activation boundary matching (METHODS.md, "ABM-LoRA (activation boundary
  * matching), a stage before fine-tuning"). Before fine-tuning, the student adapter is trained, without labels,
- * so that the signs of its pre-activations z^l (ViT: blocks.l.mlp.fc1, pre-GELU) match the teacher's t^l
- * (frozen backbone + optional teacher adapter) with a margin mu:
+ * so that the signs of its pre-activations z^l at the match points match the teacher's t^l (frozen backbone +
+ * optional teacher adapter) with a margin mu:
  *   L_ABM = (1 / L) sum_l lambda_l * mean_over_units( 1[t > 0] max(0, mu - z)^2 + 1[t <= 0] max(0, mu + z)^2 )
- * The gradient dL/dz is injected at the match points (LinearSlot.inject) and reaches the adapters through the
- * forward path; only the student adapter's trainable tensors are updated (AdamW or SGD, its own lr).
- * ViT only for now (the CNN's match point, conv before ReLU, is not wired). */
+ * Match points, numbered 0.. in depth order (the layer specs and AbmOptions.layers index them):
+ *   ViT: blocks.l.mlp.fc1's output, pre-GELU (point l = block l); units per sample T x mlp_hidden.
+ *   CNN (core/cnn.h cnn_pre_relu_point): every conv whose output reaches a ReLU directly or through its
+ *        batchnorm; z = the value the ReLU reads (the BN output when a BN sits between, which in stage 1's
+ *        eval-mode forwards is the per-channel affine map of the conv output with the running statistics).
+ *        ResNet: the stem conv1 and each block's conv1 (a block's conv2 / downsample feed the residual add);
+ *        VGG: every conv. Units per sample C x H x W; named by the conv (layer1.0.conv1, features.3).
+ * The gradient dL/dz is injected at the match points (ViT: LinearSlot.inject on fc1; CNN: CnnModel.inject_act
+ * on the pre-ReLU activation) and reaches the adapters through the forward path, whether or not the matched
+ * layer itself is adapted; only the student adapter's trainable tensors are updated (AdamW or SGD, its own lr).
+ * (METHODS.md's `match: adapted` option, matching the adapted layers' outputs instead, is not implemented.) */
 #ifndef METHODS_ABM_H
 #define METHODS_ABM_H
 #include "core/adapter.h"
@@ -28,15 +36,21 @@ double abm_sign_mismatch(const float *t, const float *z, long n);
 void abm_layer_weights(AbmWeighting w, int L, float *lambda);
 /* "uniform", "linear", "quadratic" or its alias "sequential" (the paper's name, per the official code). */
 int abm_weighting_parse(const char *s, AbmWeighting *w, Error *err);
-/* Layer subset spec -> ascending distinct block indices in [0, depth): "all", "last:K" (or "LK"), "first:K"
- * (or "FK"), or an explicit list / ranges "0,2,5-7". Returns L (>= 1), or -1 with err naming the spec.
- * layers holds depth entries. */
+/* Layer subset spec -> ascending distinct match-point indices in [0, depth) (depth = abm_n_points): "all",
+ * "last:K" (or "LK"), "first:K" (or "FK"), or an explicit list / ranges "0,2,5-7". Returns L (>= 1), or -1
+ * with err naming the spec. layers holds depth entries. */
 int abm_parse_layers(const char *spec, int depth, int *layers, Error *err);
+
+/* The model's match points: how many, units per sample of point j (ViT T x mlp_hidden, CNN C x H x W of the
+ * pre-ReLU activation), and its name for records (blocks.j.mlp.fc1; the CNN conv's module name). */
+int abm_n_points(const Model *m);
+long abm_point_units(const Model *m, int j);
+void abm_point_name(const Model *m, int j, char *buf, size_t cap);
 
 typedef struct AbmOptions {
     float mu;                /* margin (paper: 0.5) */
     AbmWeighting weighting;
-    const int *layers;       /* block indices of the match points, ascending = depth order; NULL: all blocks */
+    const int *layers;       /* match-point indices, ascending = depth order; NULL: all match points */
     int n_layers;
     int steps;               /* stage-1 optimizer steps (one init batch each; batches cycle when exhausted) */
     int batch;               /* images per step */
@@ -55,7 +69,7 @@ typedef struct AbmTrace {
     int steps_done;
 } AbmTrace;
 
-/* Stage 1 on a ViT. The teacher is the backbone plus teacher's adapters (NULL: the backbone alone). teacher
+/* Stage 1 on a ViT or a CNN. The teacher is the backbone plus teacher's adapters (NULL: the backbone alone). teacher
  * is an AdapterSet that is NOT attached to the model's slots (build it with adapters_attach, then abm_detach);
  * for each teacher forward its adapters are placed, by target name, on the model's slots in place of the
  * student's, so its rank and kind may differ from the student's. Eval-mode forwards (no dropout). Every
@@ -69,7 +83,7 @@ int abm_stage1(Model *m, AdapterSet *student, const AdapterSet *teacher, InitDat
 void abm_detach(AdapterSet *set, Model *m);
 
 /* The pieces of one step, public for tests and for the metrics:
- * teacher pre-activations t[j] (B*T, mlp_hidden) of block layers[j] on x (B images). */
+ * teacher pre-activations t[j] (B, abm_point_units(layers[j])) of match point layers[j] on x (B images). */
 int abm_teacher_acts(Model *m, const AdapterSet *student, const AdapterSet *teacher, const int *layers, int L,
                      const float *x, int B, float *const *t, Arena *ar, Error *err);
 /* The student forward on x with the fixed teacher t: returns L_ABM (lambda[L] from abm_layer_weights), fills

@@ -3,7 +3,8 @@
  * teacher adapter loaded from a PEFT directory), then fine-tuning proceeds as usual. Options
  * (method.params.abm.*): base (kaiming), teacher (PEFT adapter dir; none: the backbone alone), teacher_rank
  * and teacher_alpha (default: the student's), mu (0.5), weighting (uniform | linear | quadratic | sequential;
- * quadratic), layers (all | last:K | first:K | list; last:6 capped at depth), steps (100), lr (3e-4),
+ * quadratic), layers (all | last:K | first:K | list over the match points in depth order: ViT blocks' mlp.fc1,
+ * CNN convs feeding a ReLU, methods/abm.h; last:6 capped at their number), steps (100), lr (3e-4),
  * batch (the init batch). The stage-1 loss before and after goes to the run's note; the run file gets per step
  * init/abm_loss (total), init/abm_layer_loss and init/abm_sign_mismatch (one column per match point) and
  * init/abm_cost (time_s since the start, peak_rss_mb). */
@@ -15,14 +16,14 @@
 #include "lora.h"
 #include "peft_io.h"
 
-/* "blocks.<l>.mlp.fc1" for each match point: one allocation, the strings after the pointers. */
+/* The match points' names (blocks.<l>.mlp.fc1; the CNN's conv module names): one allocation, the strings after
+ * the pointers. */
 static char **layer_names(const Model *m, const int *layers, int L) {
-    (void)m;
-    size_t each = 40;
+    size_t each = PARAM_NAME_MAX;
     char **names = xmalloc((size_t)L * (sizeof(char *) + each));
     char *p = (char *)(names + L);
     for (int j = 0; j < L; j++, p += each) {
-        snprintf(p, each, "blocks.%d.mlp.fc1", layers[j]);
+        abm_point_name(m, layers[j], p, each);
         names[j] = p;
     }
     return names;
@@ -42,7 +43,9 @@ static void add_rows(InitResult *res, const char *name, double *values, char **c
 
 static int init_abm(InitContext *ctx, InitResult *res, Error *err) {
     Model *m = ctx->model;
-    if (!m || m->family != MODEL_VIT) return err_set(err, "method.init 'abm': the ViT backbone only (fc1 match points)");
+    if (!m || abm_n_points(m) <= 0)
+        return err_set(err, "method.init 'abm': the backbone has no match point (ViT: mlp.fc1; CNN: a conv feeding a "
+                            "ReLU)");
     if (!ctx->data.batch) return err_set(err, "method.init 'abm': stage 1 needs the task's training images");
     const char *base = init_opt_string(ctx, "base", "kaiming");
     if (!strcmp(base, "abm")) return err_set(err, "method.params.abm.base cannot be 'abm'");
@@ -50,7 +53,7 @@ static int init_abm(InitContext *ctx, InitResult *res, Error *err) {
     if (init_run(base, ctx, &bres, err)) return -1;
     double mu, steps, lr, trank, talpha, batch;
     AbmOptions o = {.opt = OPT_ADAMW, .weight_decay = 0.01f};
-    int depth = m->u.vit.cfg.depth;
+    int depth = abm_n_points(m); /* match points: ViT blocks, CNN convs feeding a ReLU (methods/abm.h) */
     int *layers = xcalloc((size_t)depth, sizeof *layers);
     char spec[32];
     snprintf(spec, sizeof spec, "last:%d", depth < 6 ? depth : 6);

@@ -492,6 +492,22 @@ fail:
     return -1;
 }
 
+int db_run_set_device(Db *db, const char *run_id, const char *device, Error *err) {
+    ASSERT(db && run_id && device);
+    sqlite3_stmt *st = NULL;
+    if (tx_begin(db, err)) return -1;
+    if (prep(db, "UPDATE runs SET device = ?2 WHERE id = ?1", &st, err)) goto fail;
+    bind_text(st, 1, run_id);
+    bind_text(st, 2, device);
+    if (update_run(db, st, run_id, "set device", err)) goto fail;
+    sqlite3_finalize(st);
+    return tx_commit(db, err);
+fail:
+    sqlite3_finalize(st);
+    tx_rollback(db);
+    return -1;
+}
+
 int db_run_h5(Db *db, const char *run_id, const char *h5_path, Error *err) {
     ASSERT(db && run_id);
     sqlite3_stmt *st = NULL;

@@ -54,6 +54,8 @@ int db_experiment(Db *db, const char *name, const char *config_path, int64_t *id
  * none. Results and artifacts of an earlier attempt are kept (a resumed run continues its series). */
 int db_run_begin(Db *db, const char *run_id, int64_t experiment_id, int cell, int seed, const char *device,
                  const char *versions, const char *const *param_kv, int n_params, Error *err);
+/* Sets runs.device of a begun run (the runner decides cpu / cuda after the model is built). */
+int db_run_set_device(Db *db, const char *run_id, const char *device, Error *err);
 /* Copies run_id's status into status[cap] ("" if the run is unknown). */
 int db_run_status(Db *db, const char *run_id, char *status, size_t cap, Error *err);
 /* Sets status (one of the five), finished = now, wall_s, peak_rss_bytes and error (NULL: none).

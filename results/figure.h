@@ -49,9 +49,13 @@ typedef struct FigureOptions {
      * all_columns: one curve per column (per group and column with group_by: "<group> / <column>"), e.g. the
      *   ABM loss of every layer vs step, or the singular values of every layer (final/spectrum: step = index);
      * profile: x = the columns (named on the x axis), y = each run's LAST recorded row, one curve per group,
-     *   e.g. the per-layer ranks of EVA / VAS (a rank map) or the final information loss per layer. */
+     *   e.g. the per-layer ranks of EVA / VAS (a rank map) or the final information loss per layer;
+     * heatmap: the same numbers as profile as a heatmap: x = the columns, one row per group (or run), each cell
+     *   coloured by the value and labelled with it (a VAS / EVA rank map: layers x methods, colour = rank);
+     *   log_y puts the colour scale on a log axis; ylabel names the colour bar. */
     int all_columns;
     int profile;
+    int heatmap;
 } FigureOptions;
 
 /* Writes out_dir/<name>.dat, <name>.gp and runs gnuplot to make <name>.png (.svg, .pdf). o may be NULL (all

@@ -2,8 +2,23 @@
 # GPU stays green). One ctest per op family plus whole-model checks; tests/test_parity.c states tolerances.
 if(LORALAB_HAVE_CUDA)
   ll_add_test_exe(test_parity ${CMAKE_CURRENT_SOURCE_DIR}/test_parity.c)
-  foreach(case linear layernorm gelu xent adamw lora attention tokens vit_forward vit_step)
+  foreach(case linear layernorm gelu xent adamw lora attention tokens vit_forward vit_step vit_graph linalg)
     add_test(NAME parity_${case} COMMAND test_parity ${case})
     set_tests_properties(parity_${case} PROPERTIES SKIP_RETURN_CODE 77)
   endforeach()
+  # the two-kernel attention backward (dQ, then dK / dV), which the one-kernel backward replaced for T <= 208
+  add_test(NAME parity_attention_twopass COMMAND test_parity attention)
+  set_tests_properties(parity_attention_twopass PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_ATTENTION=twopass)
 endif()
+# The runner's device switch (device: auto|cpu|cuda) and the NCCL data-parallel path (tests/test_device.sh):
+# it_device_errors runs without a GPU (SKIP with one), it_device_cpu_cuda with one (SKIP without).
+set(DEVICE_CFG ${CMAKE_CURRENT_SOURCE_DIR}/data/device/vit_lora.yaml)
+foreach(mode errors cpu_cuda)
+  add_test(NAME it_device_${mode} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_device.sh $<TARGET_FILE:runexp> ${DEVICE_CFG} ${mode})
+  set_tests_properties(it_device_${mode} PROPERTIES SKIP_RETURN_CODE 77)
+endforeach()
+# A timm ViT-B/16 (random weights) gives timm's logits on the CPU and the GPU (tests/test_timm_vit.c; SKIP unless
+# LORALAB_TIMM_VIT_DIR names the output of scripts/make_timm_vit.py).
+ll_add_test_exe(test_timm_vit ${CMAKE_CURRENT_SOURCE_DIR}/test_timm_vit.c)
+add_test(NAME ref_timm_vitb16 COMMAND test_timm_vit)
+set_tests_properties(ref_timm_vitb16 PROPERTIES SKIP_RETURN_CODE 77)

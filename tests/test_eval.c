@@ -186,6 +186,50 @@ static void test_info_decompose(void) {
     free(G), free(B), free(A);
 }
 
+/* ---- eval_info_decompose_xs --------------------------------------------------------------------------- */
+/* LoRA-XS's product form P_T(M) = PB M PA with the naive explicit projectors (m x m, n x n). */
+static void test_info_decompose_xs(void) {
+    int shapes[][3] = {{20, 12, 3}, {12, 20, 4}, {30, 30, 5}, {7, 40, 2}, {40, 7, 8}};
+    for (size_t t = 0; t < ARRAY_LEN(shapes); t++) {
+        int m = shapes[t][0], n = shapes[t][1], r = shapes[t][2];
+        size_t mn = (size_t)m * n;
+        float *Gf = rand_mat(m, n), *Gt = rand_mat(m, n), *B = rand_mat(m, r), *A = rand_mat(r, n);
+        for (size_t i = 0; i < mn; i++) Gt[i] = Gf[i] + 0.3f * Gt[i];
+        InfoDecomp d;
+        Error err = {{0}};
+        CHECK_MSG(info_loss_decompose_xs(&d, Gf, Gt, B, A, m, n, r, &err) == 0, "%s", err.msg);
+        double lhs = d.total * d.total, rhs = d.irreducible * d.irreducible + d.reducible * d.reducible;
+        CHECK_MSG(fabs(lhs - rhs) <= TOL * fmax(lhs, 1e-12), "xs (%d,%d,r=%d): total^2 %.9g vs irr^2+red^2 %.9g", m, n,
+                  r, lhs, rhs);
+        CHECK_MSG(d.bound >= d.reducible * (1 - 1e-7), "xs: bound %.9g < reducible %.9g", d.bound, d.reducible);
+        double *PB, *PA;
+        projectors(&PB, &PA, B, A, m, n, r);
+        double *gf = dbl(Gf, mn), *gt = dbl(Gt, mn), *D = xmalloc(mn * sizeof *D);
+        double *t1 = mm(PB, gt, m, m, n), *ptt = mm(t1, PA, m, n, n); /* PB G~ PA */
+        double *t2 = mm(PB, gf, m, m, n), *ptf = mm(t2, PA, m, n, n); /* PB G_full PA */
+        for (size_t i = 0; i < mn; i++) D[i] = gf[i] - ptt[i];
+        CHECK_NEAR(d.total, frob(D, mn), TOL * frob(gf, mn));
+        for (size_t i = 0; i < mn; i++) D[i] = gf[i] - ptf[i];
+        CHECK_NEAR(d.irreducible, frob(D, mn), TOL * frob(gf, mn));
+        for (size_t i = 0; i < mn; i++) D[i] = gf[i] - gt[i];
+        CHECK_NEAR(d.bound, frob(D, mn), TOL * frob(gf, mn));
+        double *t3 = mm(PB, D, m, m, n), *ptd = mm(t3, PA, m, n, n);
+        CHECK_NEAR(d.reducible, frob(ptd, mn), TOL * frob(gf, mn));
+        /* irreducible / ||G_full|| is info_loss_xs(G_full); and the product space is smaller than LoRA's */
+        InfoLoss il;
+        InfoDecomp dl;
+        CHECK(info_loss_xs(&il, Gf, B, A, m, n, r, &err) == 0);
+        CHECK_NEAR(d.irreducible / d.g_full_norm, il.ratio, TOL);
+        CHECK(info_loss_decompose(&dl, Gf, Gt, B, A, m, n, r, &err) == 0);
+        CHECK(d.irreducible >= dl.irreducible * (1 - 1e-6));
+        if (t == 0)
+            printf("eval_info_decompose_xs (20,12,r=3): total %.6f irreducible %.6f reducible %.6f (LoRA's: %.6f %.6f "
+                   "%.6f)\n", d.total, d.irreducible, d.reducible, dl.total, dl.irreducible, dl.reducible);
+        free(Gf), free(Gt), free(B), free(A), free(PB), free(PA), free(gf), free(gt), free(D), free(t1), free(ptt),
+            free(t2), free(ptf), free(t3), free(ptd);
+    }
+}
+
 /* ---- eval_spectra ----------------------------------------------------------------------------------- */
 /* Orthonormal Q (rows,k) from la_qr of a random matrix. */
 static float *rand_orth(int rows, int k) {
@@ -264,7 +308,8 @@ static void test_spectra(void) {
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "";
     static const struct { const char *name; void (*fn)(void); } cases[] = {
-        {"info_loss", test_info_loss}, {"info_decompose", test_info_decompose}, {"spectra", test_spectra},
+        {"info_loss", test_info_loss}, {"info_decompose", test_info_decompose},
+        {"info_decompose_xs", test_info_decompose_xs}, {"spectra", test_spectra},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         if (strcmp(which, cases[i].name) == 0) {
@@ -274,6 +319,6 @@ int main(int argc, char **argv) {
             return test_finish(name);
         }
     }
-    fprintf(stderr, "usage: %s info_loss|info_decompose|spectra\n", argv[0]);
+    fprintf(stderr, "usage: %s info_loss|info_decompose|info_decompose_xs|spectra\n", argv[0]);
     return 2;
 }

@@ -2,14 +2,23 @@
  *   metrics_welford        Welford's variance and mean (eval/grad_var.h) equal a two-pass computation
  *   metrics_gv_exact       exact-mode gradient variance at step 0 on a small ViT equals a brute-force loop over
  *                          the same K mini-batches (gradients recomputed here, variance by two passes)
+ *   metrics_il_teacher     info_loss_reference: teacher: ||G_full|| recorded at step 0 = ||dL/dW|| at the backbone +
+ *                          a saved teacher LoRA, computed here; reducible > 0 for a B = 0 student (0 with the
+ *                          pretrained reference); a config without a teacher is refused
  *   metrics_drift_spectra  drift and spectra of known init / final factors: cosines 1 / -1, spectral norms and
  *                          singular values in closed form, numerical rank and condition number
  *   it_metrics_record      runexp on a small fine-tuning config (kaiming and ABM): the HDF5 series (names,
  *                          column names = the adapters' targets, lengths), the decomposition identity
  *                          total^2 = irreducible^2 + reducible^2 and bound >= reducible on the recorded rows, ABM's
  *                          per-layer series, the SQLite layer_results / results rows  (SKIP without Fashion-MNIST)
- *   it_metrics_bitwise     the same config with metrics.enabled=false: every training loss bit-identical */
+ *   it_metrics_bitwise     the same config with metrics.enabled=false: every training loss bit-identical
+ *   it_metrics_lora_xs     the record config with method.adapter=lora_xs: the decomposition on LoRA-XS's
+ *                          product-form tangent space is recorded, total^2 = irreducible^2 + reducible^2 on every row
+ *   it_metrics_resume      a run with every metric on, SIGKILLed after step 35 of 60 and rerun (resumes at its
+ *                          step-30 checkpoint): every HDF5 series, every SQLite result and layer result equal the
+ *                          uninterrupted run's bit for bit (wall time and memory excepted) */
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -21,6 +30,7 @@
 #include "eval/grad_var.h"
 #include "experiments/metrics.h"
 #include "methods/lora.h"
+#include "methods/peft_io.h"
 #include "results/h5rec.h"
 #include "testlib.h"
 #include "testmodels.h"
@@ -208,6 +218,137 @@ static void test_gv_exact(void) {
     metrics_free(mx);
     cfg_free(c);
     adapters_free(&ad, m.targets, m.n_targets);
+    model_free(&m);
+    rm_tmp();
+}
+
+/* ---- metrics_il_teacher --------------------------------------------------------------------------------- */
+/* info_loss_reference: teacher. A teacher LoRA (r 4, random B) is saved as a PEFT directory; the recorded
+ * ||G_full|| per layer at step 0 must equal ||dL/dW|| at the backbone + that teacher on the metrics batch,
+ * computed here; with the student at the pretrained point (kaiming, B = 0) the reducible term is then > 0, while
+ * with the pretrained reference it is 0. A config without a teacher is refused. */
+static void test_il_teacher(void) {
+    make_tmp();
+    Model m;
+    Error e;
+    ASSERTF(model_build(&m, &TEST_SMALL_VIT, &e) == 0, "%s", e.msg);
+    model_init_params(&m, 1);
+    params_set_all_trainable(m.params, 0);
+    params_alloc_grads(m.params);
+    ImageSet tr = synth_set(40, &m, 5);
+    enum { BATCH = 10 };
+    const uint64_t seed = 11;
+    /* the teacher, saved as PEFT; G at the teacher point on the metrics batch (stream metrics.batch) */
+    AdapterSet t = {0};
+    AdapterSpec sp = {.kind = &ADAPTER_LORA, .r = 4, .alpha = 8};
+    ASSERTF(adapters_attach(&t, m.targets, m.n_targets, m.params, TEST_QV, 2, &sp, 21, &e) > 0, "%s", e.msg);
+    for (int i = 0; i < t.n; i++)
+        rng_fill_normal(params_data(&t.params, t.a[i].t[LORA_B]), (size_t)t.a[i].m * t.a[i].r, 0, 0.3f, 23, i);
+    char tdir[300];
+    snprintf(tdir, sizeof tdir, "%s/teacher", tmpdir);
+    ASSERTF(peft_save(tdir, &t, PEFT_NAMES_AUTO, &e) == 0, "%s", e.msg);
+    size_t per = (size_t)tr.C * tr.H * tr.W;
+    float *x = xmalloc(sizeof(float) * per * BATCH), *logits = xmalloc(sizeof(float) * BATCH * m.n_classes);
+    float *probs = xmalloc(sizeof(float) * BATCH * m.n_classes), *dl = xmalloc(sizeof(float) * BATCH * m.n_classes);
+    int y[BATCH], *perm = xmalloc(sizeof(int) * tr.n);
+    rng_permutation(perm, tr.n, seed, rng_stream("metrics.batch", 0, 0));
+    imageset_batch(x, y, &tr, perm, BATCH, 0, seed, 0);
+    LinearSlot *qkv[8] = {0};
+    float *gw[8] = {0};
+    int ns = 0;
+    for (int i = 0; i < t.n; i++) {
+        LinearSlot *s = NULL;
+        for (int k = 0; k < m.n_targets; k++)
+            if (!strcmp(m.targets[k].name, t.a[i].target)) s = m.targets[k].slot;
+        int j = 0;
+        while (j < ns && qkv[j] != s) j++;
+        if (j == ns) qkv[ns] = s, gw[ns] = xcalloc((size_t)s->out * s->in, sizeof(float)), s->grad_w = gw[ns], ns++;
+    }
+    Arena ar;
+    arena_init(&ar, 1u << 20);
+    model_forward(&m, logits, x, BATCH, 0, &ar);
+    xent_forward(probs, logits, y, BATCH, m.n_classes, 0, NULL);
+    xent_backward(dl, probs, y, BATCH, m.n_classes, 0, 1.0f);
+    model_backward(&m, dl, &ar);
+    double want[8];
+    for (int i = 0; i < t.n; i++) { /* ||rows [row0, row0 + m) of the slot's dL/dW|| */
+        LinearSlot *s = NULL;
+        for (int k = 0; k < m.n_targets; k++)
+            if (!strcmp(m.targets[k].name, t.a[i].target)) s = m.targets[k].slot;
+        int j = 0;
+        while (qkv[j] != s) j++;
+        double ss = 0;
+        for (size_t k = 0; k < (size_t)t.a[i].m * s->in; k++) {
+            double g = gw[j][(size_t)t.a[i].row0 * s->in + k];
+            ss += g * g;
+        }
+        want[i] = sqrt(ss);
+    }
+    for (int j = 0; j < ns; j++) qkv[j]->grad_w = NULL, free(gw[j]);
+    adapters_free(&t, m.targets, m.n_targets);
+    params_zero_grad(m.params);
+    double red[2][8] = {{0}}, gfn[2][8] = {{0}};
+    for (int ref = 0; ref < 2; ref++) { /* 0: pretrained, 1: teacher */
+        char text[900];
+        snprintf(text, sizeof text,
+                 "method: {adapter: lora, init: abm, rank: 4, alpha: 8, targets: [blocks.*.attn.qkv:q, "
+                 "blocks.*.attn.qkv:v], params: {abm: {teacher: '%s'}}}\n"
+                 "metrics: {every: 0, batch: %d, grad_var: {mode: off}, info_loss_reference: %s}\n",
+                 tdir, BATCH, ref ? "teacher" : "pretrained");
+        CfgNode *c = cfg_parse_string(text, "test", &e);
+        ASSERTF(c, "%s", e.msg);
+        MetricsConfig mc;
+        Metrics *mx = NULL;
+        ASSERTF(metrics_config(&mc, c, &e) == 0, "%s", e.msg);
+        CHECK(mc.il_teacher == ref);
+        ASSERTF(metrics_create(&mx, &mc, c, &m, &tr, seed, BATCH, 0.0f, &e) == 0 && mx, "%s", e.msg);
+        for (int k = 0; k < m.n_targets; k++) CHECK(m.targets[k].slot->n_ad == 0); /* the teacher is off again */
+        AdapterSet ad = {0}; /* the student: kaiming, B = 0, so the adapted point is the pretrained one */
+        AdapterSpec ss = {.kind = &ADAPTER_LORA, .r = 4, .alpha = 8};
+        ASSERTF(adapters_attach(&ad, m.targets, m.n_targets, m.params, TEST_QV, 2, &ss, 3, &e) > 0, "%s", e.msg);
+        char h5p[300];
+        snprintf(h5p, sizeof h5p, "%s/run%d.h5", tmpdir, ref);
+        H5Rec *h5;
+        ASSERTF(h5rec_open(&h5, h5p, H5REC_CREATE, &e) == 0, "%s", e.msg);
+        ASSERTF(metrics_begin(mx, &ad, h5, NULL, "test", NULL, 0, 10, &e) == 0, "%s", e.msg);
+        ASSERTF(h5rec_close(h5, &e) == 0, "%s", e.msg);
+        static const char *const S[2] = {"metrics/il_reducible", "metrics/il_g_full_norm"};
+        for (int q = 0; q < 2; q++) {
+            int64_t *st, rows;
+            double *v;
+            int nc;
+            char **cols;
+            read_rows_or_fail(h5p, S[q], &st, &v, &rows, &nc, &cols);
+            CHECK(rows == 1 && nc == ad.n);
+            for (int i = 0; v && i < nc && i < 8; i++) (q ? gfn : red)[ref][i] = v[i];
+            free(st), free(v), free(cols);
+        }
+        metrics_free(mx);
+        adapters_free(&ad, m.targets, m.n_targets);
+        cfg_free(c);
+    }
+    for (int i = 0; i < 4; i++) {
+        printf("layer %d: ||G_full|| pretrained %.6g, teacher %.6g (computed here %.6g); reducible %.3g / %.6g\n", i,
+               gfn[0][i], gfn[1][i], want[i], red[0][i], red[1][i]);
+        CHECK_MSG(fabs(gfn[1][i] - want[i]) <= 1e-5 * want[i], "layer %d: recorded %.9g, teacher-point %.9g", i,
+                  gfn[1][i], want[i]);
+        CHECK(fabs(gfn[0][i] - want[i]) > 1e-3 * want[i]); /* the teacher moved the gradient */
+        CHECK(red[0][i] < 1e-6 * gfn[0][i] && red[1][i] > 1e-3 * gfn[1][i]);
+    }
+    /* refused: no teacher adapter (the key names the fix) */
+    CfgNode *c = cfg_parse_string("method: {adapter: lora, targets: [blocks.*.attn.qkv:q]}\n"
+                                  "metrics: {info_loss_reference: teacher}\n", "test", &e);
+    MetricsConfig mc;
+    Metrics *mx = NULL;
+    ASSERT(c && metrics_config(&mc, c, &e) == 0);
+    CHECK(metrics_create(&mx, &mc, c, &m, &tr, seed, BATCH, 0.0f, &e) == -1 && !mx &&
+          strstr(e.msg, "method.params.abm.teacher"));
+    cfg_free(c);
+    c = cfg_parse_string("metrics: {info_loss_reference: techer}\n", "test", &e);
+    CHECK(c && metrics_config(&mc, c, &e) == -1 && strstr(e.msg, "techer"));
+    cfg_free(c);
+    arena_free(&ar);
+    free(x), free(logits), free(probs), free(dl), free(perm), free(tr.x), free(tr.y);
     model_free(&m);
     rm_tmp();
 }
@@ -487,21 +628,200 @@ static void test_bitwise(const char *runexp, const char *cfg) {
     rm_tmp();
 }
 
+/* ---- it_metrics_lora_xs --------------------------------------------------------------------------------- */
+/* The same config with method.adapter=lora_xs: the decomposition is recorded (on the product-form tangent space,
+ * not NaN as before) and total^2 = irreducible^2 + reducible^2 holds on every recorded row. */
+static void test_lora_xs(const char *runexp, const char *cfg) {
+    make_tmp();
+    char out[300], dbp[340];
+    snprintf(out, sizeof out, "%s/xs", tmpdir);
+    snprintf(dbp, sizeof dbp, "%s/runs.db", out);
+    CHECK(run_runexp(runexp, cfg, out, "method.adapter=lora_xs") == 0);
+    char ids[4][64], inits[4][32];
+    int n = list_runs(dbp, ids, inits, 4);
+    CHECK_MSG(n == 2, "%d runs", n);
+    static const char *const S[3] = {"metrics/il_total", "metrics/il_irreducible", "metrics/il_reducible"};
+    for (int r = 0; r < n; r++) {
+        char h5p[500];
+        snprintf(h5p, sizeof h5p, "%s/it_metrics/%s/run.h5", out, ids[r]);
+        double *v[3] = {0};
+        int64_t rows[3] = {0};
+        for (int q = 0; q < 3; q++) {
+            int64_t *st;
+            int nc;
+            char **cols;
+            read_rows_or_fail(h5p, S[q], &st, &v[q], &rows[q], &nc, &cols);
+            CHECK_MSG(rows[q] == 5 && nc == 4, "%s %s: %lld x %d", inits[r], S[q], (long long)rows[q], nc);
+            free(st), free(cols);
+        }
+        double worst = 0;
+        for (int k = 0; v[0] && v[1] && v[2] && k < rows[0] * 4; k++) {
+            double t = v[0][k], ir = v[1][k], re = v[2][k];
+            CHECK_MSG(isfinite(t) && isfinite(ir) && isfinite(re) && t > 0, "%s row %d: %g %g %g", inits[r], k, t, ir, re);
+            double rel = fabs(t * t - ir * ir - re * re) / (t * t);
+            worst = fmax(worst, rel);
+            CHECK_MSG(rel < 1e-4, "%s row %d: total^2 %.9g vs %.9g", inits[r], k, t * t, ir * ir + re * re);
+            if (!strcmp(inits[r], "kaiming") && k < 4) CHECK_MSG(re < 1e-6 * t, "kaiming step 0: reducible %g", re);
+        }
+        printf("lora_xs %s: decomposition identity worst relative error %.3g; step 0 layer 0 total %.5g irreducible "
+               "%.5g reducible %.3g\n", inits[r], worst, v[0] ? v[0][0] : NAN, v[1] ? v[1][0] : NAN, v[2] ? v[2][0] : NAN);
+        for (int q = 0; q < 3; q++) free(v[q]);
+    }
+    rm_tmp();
+}
+
+/* ---- it_metrics_resume ------------------------------------------------------------------------------- */
+/* runexp with args (NULL-terminated); with kill_after, SIGKILL once stdout shows that text. Exit status, or
+ * 128 + signal; the tail of the output in out. */
+static int run_killable(const char *runexp, const char *const *args, const char *kill_after, char *out, size_t cap) {
+    int fd[2];
+    ASSERT(pipe(fd) == 0);
+    pid_t p = fork();
+    if (p == 0) {
+        dup2(fd[1], 1);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        const char *argv[16] = {runexp};
+        int n = 1;
+        for (; args[n - 1] && n < 15; n++) argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(runexp, (char *const *)argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t len = 0;
+    int sent = 0;
+    ssize_t k;
+    while ((k = read(fd[0], out + len, cap - 1 - len)) > 0) {
+        len += (size_t)k;
+        out[len] = 0;
+        if (kill_after && !sent && strstr(out, kill_after)) kill(p, SIGKILL), sent = 1;
+        if (len + 1 >= cap) len = 0;
+    }
+    close(fd[0]);
+    int st;
+    waitpid(p, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Series whose values are wall time or memory: they differ between any two runs. */
+static int timing_series(const char *name) {
+    return !strcmp(name, "train/img_s") || !strcmp(name, "init/abm_cost");
+}
+
+/* Every series of two run files: same names, steps, columns and values bit for bit (timing series: same steps).
+ * Returns the number of series that differ; *n_cmp = the number compared. */
+static int compare_run_files(const char *a, const char *b, int *n_cmp) {
+    char **na = NULL, **nb = NULL;
+    int ka = 0, kb = 0, bad = 0;
+    Error e;
+    ASSERTF(h5rec_list_series(a, &na, &ka, &e) == 0, "%s", e.msg);
+    ASSERTF(h5rec_list_series(b, &nb, &kb, &e) == 0, "%s", e.msg);
+    CHECK_MSG(ka == kb, "%d series uninterrupted, %d killed + resumed", ka, kb);
+    *n_cmp = 0;
+    for (int i = 0; i < ka && i < kb; i++) {
+        CHECK_MSG(!strcmp(na[i], nb[i]), "series %s vs %s", na[i], nb[i]);
+        int64_t *sa = NULL, *sb = NULL, ra = 0, rb = 0;
+        double *va = NULL, *vb = NULL;
+        int ca = 1, cb = 1;
+        char **cla = NULL, **clb = NULL;
+        if (h5rec_read_rows(a, na[i], &sa, &va, &ra, &ca, &cla, &e) != 0) { /* a scalar series */
+            ca = cb = 1;
+            ASSERTF(h5rec_read_series(a, na[i], &sa, &va, &ra, &e) == 0, "%s: %s", na[i], e.msg);
+            ASSERTF(h5rec_read_series(b, nb[i], &sb, &vb, &rb, &e) == 0, "%s: %s", nb[i], e.msg);
+        } else {
+            ASSERTF(h5rec_read_rows(b, nb[i], &sb, &vb, &rb, &cb, &clb, &e) == 0, "%s: %s", nb[i], e.msg);
+        }
+        int same = ra == rb && ca == cb && memcmp(sa, sb, sizeof(int64_t) * (size_t)ra) == 0;
+        if (same && !timing_series(na[i])) same = memcmp(va, vb, sizeof(double) * (size_t)(ra * ca)) == 0;
+        for (int c = 0; same && cla && clb && c < ca; c++) same = !strcmp(cla[c], clb[c]);
+        if (!same) {
+            bad++;
+            printf("  differs: %s (%lld x %d rows vs %lld x %d)\n", na[i], (long long)ra, ca, (long long)rb, cb);
+        }
+        (*n_cmp)++;
+        free(sa), free(sb), free(va), free(vb), free(cla), free(clb);
+    }
+    free(na), free(nb);
+    return bad;
+}
+
+static void test_resume(const char *runexp, const char *cfg) {
+    make_tmp();
+    static char out[1 << 16];
+    char a[300], b[300], oa[320], ob[320];
+    snprintf(a, sizeof a, "%s/a", tmpdir);
+    snprintf(b, sizeof b, "%s/b", tmpdir);
+    snprintf(oa, sizeof oa, "output=%s", a);
+    snprintf(ob, sizeof ob, "output=%s", b);
+    const char *full[] = {cfg, oa, "--threads", "1", "--log-every", "5", NULL};
+    const char *killed[] = {cfg, ob, "--threads", "1", "--log-every", "5", NULL};
+    CHECK_MSG(run_killable(runexp, full, NULL, out, sizeof out) == 0, "uninterrupted run failed:\n%s", out);
+    int rc = run_killable(runexp, killed, "step 35/60", out, sizeof out);
+    CHECK_MSG(rc == 128 + SIGKILL, "the run was not killed (exit %d): it finished before step 35?", rc);
+    rc = run_killable(runexp, killed, NULL, out, sizeof out);
+    const char *res = strstr(out, "resumed at step ");
+    long at = res ? atol(res + 16) : -1;
+    CHECK_MSG(rc == 0 && at >= 30 && at < 60 && at % 10 == 0, "rerun exit %d, resumed at %ld:\n%s", rc, at, out);
+    char ids[2][64], inits[2][32], dbp[340];
+    snprintf(dbp, sizeof dbp, "%s/runs.db", a);
+    CHECK(list_runs(dbp, ids, inits, 2) == 1);
+    char ha[500], hb[500];
+    snprintf(ha, sizeof ha, "%s/it_metrics_resume/%s/run.h5", a, ids[0]);
+    snprintf(hb, sizeof hb, "%s/it_metrics_resume/%s/run.h5", b, ids[0]);
+    int n_cmp = 0, bad = compare_run_files(ha, hb, &n_cmp);
+    printf("killed after step 35, resumed at step %ld: %d of %d series identical to the uninterrupted run's "
+           "(timing series: steps only)\n", at, n_cmp - bad, n_cmp);
+    CHECK_MSG(bad == 0 && n_cmp >= 20, "%d of %d series differ", bad, n_cmp);
+    /* SQLite results: every value equal, but for wall time and memory */
+    char q[900], buf[2][1 << 14];
+    for (int k = 0; k < 2; k++) {
+        snprintf(q, sizeof q,
+                 "sqlite3 %s/runs.db \"SELECT key || '=' || quote(value) FROM results WHERE key NOT IN ('train_s', "
+                 "'img_s', 'init_s', 'init_method_s', 'finetune_wall_s', 'init_share', 'peak_rss_bytes', 'metrics_s') "
+                 "ORDER BY key\"", k ? b : a);
+        FILE *f = popen(q, "r");
+        size_t len = f ? fread(buf[k], 1, sizeof buf[k] - 1, f) : 0;
+        buf[k][len] = 0;
+        if (f) pclose(f);
+    }
+    int nres = 0;
+    for (const char *p = buf[0]; *p; p++) nres += *p == '\n';
+    CHECK_MSG(!strcmp(buf[0], buf[1]), "results differ:\nuninterrupted:\n%s\nkilled + resumed:\n%s", buf[0], buf[1]);
+    if (!strcmp(buf[0], buf[1])) printf("%d results (all but wall time and memory) identical\n", nres);
+    CHECK(nres >= 20);
+    /* layer_results: every per-layer row equal */
+    for (int k = 0; k < 2; k++) {
+        snprintf(q, sizeof q,
+                 "sqlite3 %s/runs.db \"SELECT key || ' ' || layer || ' ' || ifnull(step, '-') || '=' || quote(value) "
+                 "FROM layer_results ORDER BY key, layer, step\" | md5sum", k ? b : a);
+        FILE *f = popen(q, "r");
+        size_t len = f ? fread(buf[k], 1, 64, f) : 0;
+        buf[k][len] = 0;
+        if (f) pclose(f);
+    }
+    CHECK_MSG(!strcmp(buf[0], buf[1]), "layer_results differ");
+    rm_tmp();
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "";
     if (!strcmp(what, "welford")) test_welford();
     else if (!strcmp(what, "gv_exact")) test_gv_exact();
     else if (!strcmp(what, "drift_spectra")) test_drift_spectra();
-    else if (!strcmp(what, "record") || !strcmp(what, "bitwise")) {
+    else if (!strcmp(what, "il_teacher")) test_il_teacher();
+    else if (!strcmp(what, "record") || !strcmp(what, "bitwise") || !strcmp(what, "resume") || !strcmp(what, "lora_xs")) {
         if (argc < 4) {
             fprintf(stderr, "usage: test_metrics %s RUNEXP CONFIG\n", what);
             return 2;
         }
         if (!runexp_ok(argv[2], argv[3])) return TEST_SKIP;
         if (!strcmp(what, "record")) test_record(argv[2], argv[3]);
-        else test_bitwise(argv[2], argv[3]);
+        else if (!strcmp(what, "bitwise")) test_bitwise(argv[2], argv[3]);
+        else if (!strcmp(what, "lora_xs")) test_lora_xs(argv[2], argv[3]);
+        else test_resume(argv[2], argv[3]);
     } else {
-        fprintf(stderr, "usage: test_metrics welford|gv_exact|drift_spectra|record|bitwise [RUNEXP CONFIG]\n");
+        fprintf(stderr, "usage: test_metrics welford|gv_exact|drift_spectra|il_teacher|record|bitwise|lora_xs|resume [RUNEXP CONFIG]\n");
         return 2;
     }
     return test_finish(what);

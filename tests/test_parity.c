@@ -1,6 +1,7 @@
 /* tests/test_parity.c: CPU (f32, core/cpu + methods/lora.c + core/optim.c + core/vit.c) vs CUDA (bf16 storage,
  * f32 accumulation) on the same inputs, op by op and for whole LoRA training steps. SKIPs (77) without a GPU.
- *   test_parity <case>   case: linear layernorm gelu add xent adamw lora attention tokens vit_forward vit_step
+ *   test_parity <case>   case: linear layernorm gelu add xent adamw lora attention tokens vit_forward vit_step linalg
+ *                        vit_graph
  * Inputs are rounded to bf16 on the host first, so both backends see the same numbers and the differences
  * are the device's bf16 roundings of outputs and intermediates plus f32 summation order. Errors are
  * max |gpu - cpu| / max |cpu| over the tensor (testlib's max_rel_err); each check states its tolerance:
@@ -22,6 +23,8 @@
 #include "core/cpu/tokens.h"
 #include "core/cpu/xent.h"
 #include "core/cuda/cuda_backend.h"
+#include "core/cuda/cuda_linalg.h"
+#include "core/linalg.h"
 #include "core/cuda/cuda_ops.h"
 #include "core/cuda/cuda_vit.h"
 #include "core/optim.h"
@@ -412,7 +415,13 @@ static void case_vit_forward(int pool_mean, int head_size) {
     free(img); free(logits); free(probs); free(y);
 }
 
-/* 4 AdamW steps on one batch in both engines. The loss of every step must agree to 1e-2. The updates
+/* 4 AdamW steps on one batch in both engines. The loss of every step must agree to 1e-2, except steps 2 and 3
+ * with eps 1e-8: there every element moves by about +-lr whatever its gradient's size (lr 1e-2 takes the head
+ * size 64 model's loss from 1.13 to 0.39 in 4 steps), so bf16 noise in near-zero gradients flips whole
+ * updates and the trajectories drift apart chaotically: 2e-2 (measured on the H200 at step 3: 1.5e-2 with the
+ * LoRA folded into the qkv GEMM, 9.9e-3 with LORALAB_LORA_FOLD=0; neither is closer throughout: with head
+ * size 16 the folded path is 1e-4 off at step 3, the unfolded 6.6e-4, and both match the eps-1 gradient check
+ * equally, 4.8e-3..6.7e-3). The updates
  * (final - initial weights of every trainable tensor) are compared in two runs:
  *   eps 1e-8 (PyTorch's default): Adam's first steps are lr * g / |g| elementwise, so an element whose
  *     gradient is near zero may take either sign under bf16 noise; the updates must agree in direction
@@ -457,8 +466,11 @@ static void case_vit_step(double adam_eps, int head_size) {
         optim_step(&opt, lr);
         cuda_vit_step(g, lr);
         float gloss = cuda_vit_loss(g);
-        printf("  step %d loss gpu %.6g cpu %.6g\n", s, gloss, loss);
-        CHECK_NEAR(gloss, loss, 1e-2 * fabs(loss));
+        /* eps 1e-8 after two sign-like steps: 2e-2 (see the comment above the function) */
+        double ltol = adam_eps < 1e-3 && s >= 2 ? 2e-2 : 1e-2;
+        printf("  step %d loss gpu %.6g cpu %.6g (rel %.2g, tol %.0e)\n", s, gloss, loss, fabs(gloss - loss) / fabs(loss),
+               ltol);
+        CHECK_NEAR(gloss, loss, ltol * fabs(loss));
     }
     /* the CPU result, then the GPU's written over the same host tensors */
     float *ad_cpu = dup(ad.params.data, ad.params.numel);
@@ -496,6 +508,219 @@ static void case_vit_step(double adam_eps, int head_size) {
     free(img); free(logits); free(probs); free(dl); free(y); free(ad0); free(head0); free(ad_cpu); free(head_cpu);
 }
 
+/* CUDA graph replay vs eager steps (cuda_vit_set_graph): two GPU copies of the same small ViT take the same
+ * 6 steps (a new batch and a new lr each step, the batch size 16, 16, 16, 8, 16, 8: a batch size's first step
+ * runs eagerly, its second is captured, later ones replay, two graphs live at once; gradient norm on). Both
+ * run the same kernels in the same order, so losses, gradient norms and the final adapters and head must agree
+ * to 1e-6 relative (bit-identical unless an atomic's summation order differs). */
+static void case_vit_graph(int head_size) {
+    Model m;
+    AdapterSet ad;
+    build_vit(&m, &ad, 0, head_size);
+    int B = 16, K = m.n_classes, steps = 6, bs[6] = {16, 16, 16, 8, 16, 8};
+    size_t nimg = (size_t)B * m.in_ch * m.img_h * m.img_w, nhead = (size_t)K * m.u.vit.cfg.dim;
+    printf("vit graph: small test ViT, head size %d, 6 steps eager vs CUDA graph, batch 16/8\n", head_size);
+    float *img = rnd(nimg * steps, -1, 1);
+    int *y = malloc(sizeof(int) * B * steps);
+    for (int i = 0; i < B * steps; i++) y[i] = (i * 7 + 3) % K;
+    OptConfig oc = {.kind = OPT_ADAMW, .lr = 1e-2f, .weight_decay = 0.01f};
+    Error err;
+    CudaVit *ge = cuda_vit_create(&m.u.vit, &ad, B, &oc, &err);
+    CHECK_MSG(ge != NULL, "%s", err.msg);
+    CudaVit *gg = ge ? cuda_vit_create(&m.u.vit, &ad, B, &oc, &err) : NULL;
+    CHECK_MSG(gg != NULL, "%s", err.msg);
+    if (!ge || !gg) return;
+    cuda_vit_set_graph(ge, 0);
+    cuda_vit_set_graph(gg, 1);
+    cuda_vit_set_grad_norm(ge, 1);
+    cuda_vit_set_grad_norm(gg, 1);
+    int identical = 1;
+    for (int s = 0; s < steps; s++) {
+        float lr = 1e-2f * (float)(s + 1) / (float)steps, le, lg, ne, ng;
+        cuda_vit_set_batch(ge, img + s * nimg, y + s * B, bs[s]);
+        cuda_vit_step(ge, lr);
+        cuda_vit_stats(ge, &le, &ne);
+        cuda_vit_set_batch(gg, img + s * nimg, y + s * B, bs[s]);
+        cuda_vit_step(gg, lr);
+        cuda_vit_stats(gg, &lg, &ng);
+        printf("  step %d batch %2d loss eager %.7g graph %.7g, grad norm eager %.7g graph %.7g\n", s, bs[s], le, lg, ne,
+               ng);
+        identical &= le == lg && ne == ng;
+        CHECK_MSG(fabs(le - lg) <= 1e-6 * fabs(le), "step %d loss eager %.8g graph %.8g", s, le, lg);
+        CHECK_MSG(fabs(ne - ng) <= 1e-6 * fabs(ne), "step %d grad norm eager %.8g graph %.8g", s, ne, ng);
+    }
+    cuda_vit_download(ge);
+    float *ad_e = dup(ad.params.data, ad.params.numel), *head_e = dup(params_data(m.params, m.u.vit.head.w), nhead);
+    cuda_vit_download(gg);
+    double ea = max_rel_err(ad.params.data, ad_e, ad.params.numel, 1e-30, NULL);
+    double eh = max_rel_err(params_data(m.params, m.u.vit.head.w), head_e, nhead, 1e-30, NULL);
+    printf("  final adapters max rel diff %.3g, head %.3g (tol 1e-6); %s\n", ea, eh,
+           identical && ea == 0 && eh == 0 ? "bit-identical" : "not bit-identical");
+    CHECK_MSG(ea <= 1e-6 && eh <= 1e-6, "graph vs eager weights differ: adapters %.3g head %.3g", ea, eh);
+    cuda_vit_free(ge);
+    cuda_vit_free(gg);
+    adapters_free(&ad, m.targets, m.n_targets);
+    model_free(&m);
+    free(img); free(y); free(ad_e); free(head_e);
+}
+
+/* ---- cuSOLVER vs LAPACK (core/cuda/cuda_linalg.h vs core/linalg.h) -------------------------------------
+ * The CPU runs LAPACK in double, the GPU cuSOLVER in f32, so the check is f32 accuracy of each
+ * decomposition, sign-invariantly where the contract leaves signs open: singular values / eigenvalues
+ * (relative to the largest) <= 1e-4; reconstructions ||U S Vt - A|| / ||A||, ||Q R - A|| / ||A||,
+ * ||A V - V diag(w)|| / ||A|| <= 1e-5 (f32 rounding); orthonormality max |X^T X - I| <= 1e-5; each singular
+ * vector / eigenvector pair |<gpu_j, cpu_j>| >= 1 - 1e-4 (the spectra are well separated); QR's R (its signs
+ * included: both follow LAPACK's Householder convention) and Q elementwise <= 1e-4 of the max. */
+static double fro_diff_rel(const float *a, const float *b, long n) {
+    double d = 0, nb = 0;
+    for (long i = 0; i < n; i++) d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), nb += (double)b[i] * b[i];
+    return sqrt(d / (nb + 1e-300));
+}
+/* max |X^T X - I| for X (rows, cols) row-major with orthonormal columns (cols_are_vectors) or rows */
+static double orth_err(const float *X, int rows, int cols, int rows_are_vectors) {
+    int k = rows_are_vectors ? rows : cols, len = rows_are_vectors ? cols : rows;
+    double worst = 0;
+    for (int a = 0; a < k; a++)
+        for (int b = 0; b < k; b++) {
+            double s = 0;
+            for (int i = 0; i < len; i++)
+                s += rows_are_vectors ? (double)X[(long)a * cols + i] * X[(long)b * cols + i]
+                                      : (double)X[(long)i * cols + a] * X[(long)i * cols + b];
+            worst = fmax(worst, fabs(s - (a == b)));
+        }
+    return worst;
+}
+/* min_j |<x_j, y_j>| over k vectors: columns (stride ld) or rows of length len */
+static double min_abs_dot(const float *x, const float *y, int k, int len, int ld, int rows_are_vectors) {
+    double worst = 1;
+    for (int j = 0; j < k; j++) {
+        double s = 0;
+        for (int i = 0; i < len; i++)
+            s += rows_are_vectors ? (double)x[(long)j * ld + i] * y[(long)j * ld + i]
+                                  : (double)x[(long)i * ld + j] * y[(long)i * ld + j];
+        worst = fmin(worst, fabs(s));
+    }
+    return worst;
+}
+/* A (m,n) with singular values evenly spaced in [0.1, 1]: A = P diag(s) Q from random
+ * orthonormal P, Q (QR of random Gaussians on the CPU) */
+static float *spread_matrix(int m, int n) {
+    int k = m < n ? m : n;
+    float *g1 = rnd((size_t)m * k, -1, 1), *g2 = rnd((size_t)n * k, -1, 1);
+    float *P = malloc(sizeof(float) * m * k), *Qn = malloc(sizeof(float) * n * k), *A = calloc((size_t)m * n, sizeof(float));
+    Error e;
+    CHECK(la_qr(P, NULL, g1, m, k, &e) == 0);
+    CHECK(la_qr(Qn, NULL, g2, n, k, &e) == 0);
+    for (int j = 0; j < k; j++) {
+        double s = 1 - 0.9 * j / k; /* gaps 0.9/k: the vectors are well determined in f32 */
+        for (int i = 0; i < m; i++)
+            for (int l = 0; l < n; l++) A[(long)i * n + l] += (float)(s * P[(long)i * k + j] * Qn[(long)l * k + j]);
+    }
+    free(g1); free(g2); free(P); free(Qn);
+    return A;
+}
+static void case_svd(int m, int n) {
+    int k = m < n ? m : n;
+    float *A = spread_matrix(m, n);
+    float *U = malloc(sizeof(float) * m * k), *S = malloc(sizeof(float) * k), *Vt = malloc(sizeof(float) * k * n);
+    float *Uc = malloc(sizeof(float) * m * k), *Sc = malloc(sizeof(float) * k), *Vtc = malloc(sizeof(float) * k * n);
+    float *S2 = malloc(sizeof(float) * k), *R = malloc(sizeof(float) * m * n);
+    char err[256] = "";
+    Error e;
+    CHECK(la_svd(Uc, Sc, Vtc, A, m, n, &e) == 0);
+    int rc = cuda_la_svd(U, S, Vt, A, m, n, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    CHECK(cuda_la_svd(NULL, S2, NULL, A, m, n, err) == 0); /* values only */
+    double es = max_rel_err(S, Sc, (size_t)k, 1e-30, NULL), es2 = max_rel_err(S2, Sc, (size_t)k, 1e-30, NULL);
+    int desc = 1;
+    for (int j = 1; j < k; j++) desc &= S[j] <= S[j - 1];
+    for (int i = 0; i < m; i++)
+        for (int l = 0; l < n; l++) {
+            double s = 0;
+            for (int j = 0; j < k; j++) s += (double)U[(long)i * k + j] * S[j] * Vt[(long)j * n + l];
+            R[(long)i * n + l] = (float)s;
+        }
+    double rec = fro_diff_rel(R, A, (long)m * n), ou = orth_err(U, m, k, 0), ov = orth_err(Vt, k, n, 1);
+    double du = min_abs_dot(U, Uc, k, m, k, 0), dv = min_abs_dot(Vt, Vtc, k, n, n, 1);
+    printf("  svd (%d,%d): S rel err %.3g (values only %.3g), reconstruction %.3g, orthonormality U %.3g Vt %.3g, "
+           "min |<u_gpu,u_cpu>| %.7f, |<v_gpu,v_cpu>| %.7f\n", m, n, es, es2, rec, ou, ov, du, dv);
+    CHECK_MSG(desc, "singular values not descending");
+    CHECK_MSG(es <= 1e-4 && es2 <= 1e-4, "S rel err %.3g / %.3g", es, es2);
+    CHECK_MSG(rec <= 1e-5, "reconstruction %.3g", rec);
+    CHECK_MSG(ou <= 1e-5 && ov <= 1e-5, "orthonormality %.3g %.3g", ou, ov);
+    CHECK_MSG(du >= 1 - 1e-4 && dv >= 1 - 1e-4, "singular vectors differ: %.7f %.7f", du, dv);
+    free(A); free(U); free(S); free(Vt); free(Uc); free(Sc); free(Vtc); free(S2); free(R);
+}
+static void case_qr(int m, int n) {
+    int k = m < n ? m : n;
+    float *A = rnd((size_t)m * n, -1, 1);
+    float *Q = malloc(sizeof(float) * m * k), *R = malloc(sizeof(float) * k * n);
+    float *Qc = malloc(sizeof(float) * m * k), *Rc = malloc(sizeof(float) * k * n), *QR = malloc(sizeof(float) * m * n);
+    char err[256] = "";
+    Error e;
+    CHECK(la_qr(Qc, Rc, A, m, n, &e) == 0);
+    int rc = cuda_la_qr(Q, R, A, m, n, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    int below_zero = 1;
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < i && j < n; j++) below_zero &= R[(long)i * n + j] == 0.0f;
+    for (int i = 0; i < m; i++)
+        for (int l = 0; l < n; l++) {
+            double s = 0;
+            for (int j = 0; j < k; j++) s += (double)Q[(long)i * k + j] * R[(long)j * n + l];
+            QR[(long)i * n + l] = (float)s;
+        }
+    double rec = fro_diff_rel(QR, A, (long)m * n), oq = orth_err(Q, m, k, 0);
+    double eq = max_rel_err(Q, Qc, (size_t)m * k, 1e-30, NULL), er = max_rel_err(R, Rc, (size_t)k * n, 1e-30, NULL);
+    printf("  qr (%d,%d): reconstruction %.3g, orthonormality %.3g, Q vs CPU %.3g, R vs CPU (signs included) %.3g\n", m,
+           n, rec, oq, eq, er);
+    CHECK_MSG(below_zero, "R has nonzero entries below the diagonal");
+    CHECK_MSG(rec <= 1e-5 && oq <= 1e-5, "reconstruction %.3g orthonormality %.3g", rec, oq);
+    CHECK_MSG(eq <= 1e-4 && er <= 1e-4, "Q err %.3g R err %.3g (sign convention?)", eq, er);
+    free(A); free(Q); free(R); free(Qc); free(Rc); free(QR);
+}
+static void case_eigh(int n) {
+    /* a symmetric matrix with eigenvalues evenly spaced in magnitude, of both signs: P diag(l) P^T */
+    float *g = rnd((size_t)n * n, -1, 1), *P = malloc(sizeof(float) * n * n), *A = calloc((size_t)n * n, sizeof(float));
+    Error e;
+    CHECK(la_qr(P, NULL, g, n, n, &e) == 0);
+    for (int j = 0; j < n; j++) {
+        double l = (1 - 0.9 * j / n) * (j % 4 == 3 ? -1 : 1);
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < n; c++) A[(long)i * n + c] += (float)(l * P[(long)i * n + j] * P[(long)c * n + j]);
+    }
+    float *w = malloc(sizeof(float) * n), *V = malloc(sizeof(float) * n * n), *wc = malloc(sizeof(float) * n);
+    float *Vc = malloc(sizeof(float) * n * n), *w2 = malloc(sizeof(float) * n);
+    char err[256] = "";
+    CHECK(la_eigh(wc, Vc, A, n, &e) == 0);
+    int rc = cuda_la_eigh(w, V, A, n, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    CHECK(cuda_la_eigh(w2, NULL, A, n, err) == 0);
+    double ew = max_rel_err(w, wc, (size_t)n, 1e-30, NULL), ew2 = max_rel_err(w2, wc, (size_t)n, 1e-30, NULL);
+    int desc = 1;
+    for (int j = 1; j < n; j++) desc &= w[j] <= w[j - 1];
+    double res = 0, na = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int c = 0; c < n; c++) s += (double)A[(long)i * n + c] * V[(long)c * n + j];
+            s -= (double)V[(long)i * n + j] * w[j];
+            res += s * s;
+            na += (double)A[(long)i * n + j] * A[(long)i * n + j];
+        }
+    res = sqrt(res / na);
+    double ov = orth_err(V, n, n, 0), dv = min_abs_dot(V, Vc, n, n, n, 0);
+    printf("  eigh (%d): w rel err %.3g (values only %.3g), residual %.3g, orthonormality %.3g, min |<v_gpu,v_cpu>| "
+           "%.7f\n", n, ew, ew2, res, ov, dv);
+    CHECK_MSG(desc, "eigenvalues not descending");
+    CHECK_MSG(ew <= 1e-4 && ew2 <= 1e-4, "w err %.3g / %.3g", ew, ew2);
+    CHECK_MSG(res <= 1e-5 && ov <= 1e-5, "residual %.3g orthonormality %.3g", res, ov);
+    CHECK_MSG(dv >= 1 - 1e-4, "eigenvectors differ: %.7f", dv);
+    float bad[4] = {1, 2, NAN, 1};
+    CHECK_MSG(cuda_la_eigh(w, NULL, bad, 2, err) == -1 && strstr(err, "non-finite"), "NaN input: '%s'", err);
+    free(g); free(P); free(A); free(w); free(V); free(wc); free(Vc); free(w2);
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "all";
     char err[256] = "";
@@ -522,12 +747,26 @@ int main(int argc, char **argv) {
         case_attention(1, 256, 64, 1);  /* the fused kernels' largest T */
     }
     if (CASE("tokens")) case_tokens();
+    if (CASE("linalg")) {
+        case_svd(96, 40);   /* tall: gesvd on A itself */
+        case_svd(40, 96);   /* wide: gesvd on A^T */
+        case_svd(128, 128);
+        case_qr(80, 24);
+        case_qr(24, 80);    /* R upper trapezoidal */
+        case_qr(64, 64);
+        case_eigh(48);
+        case_eigh(200);
+    }
     if (CASE("vit_forward")) { case_vit_forward(0, 16); case_vit_forward(1, 16); case_vit_forward(0, 64); }
     if (CASE("vit_step")) {
         case_vit_step(1e-8, 16);
         case_vit_step(1.0, 16);
         case_vit_step(1e-8, 64);
         case_vit_step(1.0, 64);
+    }
+    if (CASE("vit_graph")) {
+        case_vit_graph(16);
+        case_vit_graph(64);
     }
     if (!ran) {
         fprintf(stderr, "unknown case '%s'\n", which);

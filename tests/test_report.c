@@ -679,6 +679,34 @@ static void test_figure(void) {
     int rows[16];
     CHECK(dat && dat_blocks(dat, rows, 16) == N_M * N_S);
     free(dat);
+    /* heatmap: x = the columns, one row per group, the value = the group's mean of its runs' last rows (step 190:
+     * blk0 = 0.1 m + 0.19, blk1 = 1 + m + seed, mean over seeds 0..2 = 2 + m) */
+    FigureOptions oh = {.name = "heat", .ylabel = "info loss", .heatmap = 1, .where = where, .n_where = 1};
+    CHECK_MSG(figure_series(db, "vtab_mini", "layers/info_loss", "method.init", &oh, out, &err) == 0, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/heat.dat", out);
+    dat = slurp(p, NULL);
+    CHECK(dat && dat_blocks(dat, rows, 16) == N_M && rows[0] == 2 && rows[2] == 2);
+    for (int m = 0; dat && m < N_M; m++) {
+        double mean, std;
+        int n;
+        CHECK(dat_at(dat, m, 0, &mean, &std, &n) == 0 && fabs(mean - (0.1 * m + 0.19)) < 1e-9 && n == 3);
+        CHECK(dat_at(dat, m, 1, &mean, &std, &n) == 0 && fabs(mean - (2.0 + m)) < 1e-9 && n == 3);
+    }
+    free(dat);
+    snprintf(p, sizeof p, "%s/heat.gp", out);
+    char *gp = slurp(p, NULL);
+    CHECK_MSG(gp && strstr(gp, "with boxxyerror fc palette") && strstr(gp, "set cblabel 'info loss'") &&
+                  strstr(gp, "'blk0' 0, 'blk1' 1") && strstr(gp, "'lora (n=3)' 0") && strstr(gp, "with labels"),
+              "%s", gp ? gp : "(no heat.gp)");
+    free(gp);
+    snprintf(p, sizeof p, "%s/heat.png", out);
+    len = 0;
+    png = slurp(p, &len);
+    CHECK_MSG(png && len > 2048 && !memcmp(png, "\x89PNG\r\n\x1a\n", 8), "%s: %zu bytes", p, len);
+    free(png);
+    oh.profile = 1; /* one way to draw a row series */
+    CHECK(figure_series(db, "vtab_mini", "layers/info_loss", "method.init", &oh, out, &err) == -1 &&
+          strstr(err.msg, "exclusive"));
     /* a missing column and a series nobody recorded are clear errors */
     FigureOptions o4 = {.column = "blk7"};
     CHECK(figure_series(db, "vtab_mini", "layers/info_loss", "method.init", &o4, out, &err) == -1);

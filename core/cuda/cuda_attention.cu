@@ -25,7 +25,9 @@ static int pad8(int t) { return (t + 7) & ~7; }
  * multiplied with mma.sync m16n8k16 (bf16 in, f32 accumulate), operands loaded with ldmatrix from rows padded
  * to 72 elements (no bank conflicts). Scores never leave registers:
  *   forward: online softmax over key tiles; writes O and lse;
- *   backward: (1) D = rowsum(dO * O), from the saved O (or from the forward run again, O in registers);
+ *   backward, T <= 208: one kernel per (image, head) (flash_bwd_fused_kernel, below: S and dP once, dQ from
+ *   dS kept in shared memory); otherwise (or LORALAB_ATTENTION=twopass) two kernels:
+ *   (1) D = rowsum(dO * O), from the saved O (or from the forward run again, O in registers);
  *   (2) per query tile: S, P = exp(S - lse), dP = dO V^T, dS = P (dP - D), dQ = scale dS K;
  *   (3) per key tile: S^T, P^T, dP^T = V dO^T, dS^T, dV = P^T dO, dK = scale dS^T Q. No atomics. */
 #define FA_HS 64
@@ -346,14 +348,177 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(bf16d *dqkv, const bf16
     }
 }
 
-static int use_flash(int T, int C, int NH) {
-    static int forced = -1;
-    if (forced < 0) {
-        const char *e = getenv("LORALAB_ATTENTION");
-        forced = e && strcmp(e, "unfused") == 0 ? 0 : 1;
+/* The fused backward (T <= FA1_MAX_T: ViT-B/16's 197), one block per (image, head). Warp w owns keys
+ * [16w, 16w + 16) (max(8, ceil(T/16)) warps); Q, K, V, dO of the head sit in shared memory (cp.async: K and V
+ * first, then Q and dO one 32-query tile per commit group, so the first tile's work starts before the rest has
+ * landed), with lse and D = rowsum(dO * O) (a thread per query row, from the saved O; or Dv when given). Per
+ * 32-query tile:
+ *   (1) every warp: S^T = K_w Q^T, P^T = exp(scale S^T - lse), dP^T = V_w dO^T, dS^T = P^T (dP^T - D);
+ *       dV_w += P^T dO and dK_w += dS^T Q stay in registers; dS^T (bf16) goes to shared memory;
+ *   (2) after one barrier, 8 warps: dQ (32 x 64) = scale dS K over all keys, a 16 x 16 piece each, written out.
+ * dS is double-buffered, so one barrier per tile suffices. S and dP are computed once (the two-kernel path
+ * computes them twice), K, V, Q, dO are read once per head, and there are no atomics (deterministic). */
+#define FA1_MAX_WARPS 13
+#define FA1_MAX_T (16 * FA1_MAX_WARPS)
+#define FA1_LDS 40 /* a dS^T row: 32 queries + 8 pad (80 bytes: conflict-free stores and ldmatrix) */
+__device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
+/* wait until at most n (0..7) of this thread's cp.async groups are pending */
+__device__ __forceinline__ void cp_wait(int n) {
+    switch (n) {
+    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
+    case 6: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 7;\n" ::: "memory"); break;
     }
-    return forced && C / NH == FA_HS && T <= 256 && C % 8 == 0;
 }
+
+__global__ void __launch_bounds__(32 * FA1_MAX_WARPS, 1)
+    flash_bwd_fused_kernel(bf16d *dqkv, const bf16d *dout, const bf16d *out, const float *Dv, const bf16d *qkv,
+                           const float *lse, int T, int C, int NH, int TP, int TK, float scale, int accumulate) {
+    extern __shared__ __align__(16) unsigned char smraw[];
+    bf16d *Qs = (bf16d *)smraw, *dOs = Qs + TP * FA_LD, *Ks = dOs + TP * FA_LD, *Vs = Ks + TK * FA_LD;
+    bf16d *dSs = Vs + TK * FA_LD; /* 2 buffers of TK rows x FA1_LDS */
+    float *Ls = (float *)(dSs + 2 * TK * FA1_LDS), *Ds = Ls + TP;
+    int bh = blockIdx.x, b = bh / NH, h = bh % NH;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    long C3 = 3L * C;
+    const bf16d *base = qkv + (long)b * T * C3 + h * FA_HS, *dob = dout + (long)b * T * C + h * FA_HS;
+    int nq = TP / 32;
+    load_rows(Ks, base + C, C3, 0, TK, T);
+    load_rows(Vs, base + 2 * C, C3, 0, TK, T);
+    cp_commit();
+    for (int i = 0; i < nq; i++) {
+        load_rows(Qs + i * 32 * FA_LD, base, C3, i * 32, 32, T);
+        load_rows(dOs + i * 32 * FA_LD, dob, C, i * 32, 32, T);
+        cp_commit();
+    }
+    for (int q = threadIdx.x; q < TP; q += blockDim.x) {
+        float L = 0.0f, d = 0.0f;
+        if (q < T) {
+            L = lse[(long)bh * T + q];
+            if (Dv) {
+                d = Dv[(long)bh * T + q];
+            } else {
+                const FaPack8 *o = (const FaPack8 *)(out + ((long)b * T + q) * C + h * FA_HS);
+                const FaPack8 *dd = (const FaPack8 *)(dob + (long)q * C);
+#pragma unroll
+                for (int k = 0; k < FA_HS / 8; k++) {
+                    FaPack8 a = o[k], c = dd[k];
+#pragma unroll
+                    for (int e = 0; e < 8; e++) d += __bfloat162float(a.v[e]) * __bfloat162float(c.v[e]);
+                }
+            }
+        }
+        Ls[q] = L;
+        Ds[q] = d;
+    }
+    cp_wait(nq - 1); /* K, V and the first query tile */
+    __syncthreads();
+    int k0w = warp * 16, active = k0w < T;
+    float dk[8][4], dv[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[n][e] = dv[n][e] = 0.0f;
+    for (int i = 0; i < nq; i++) {
+        int q0 = i * 32;
+        bf16d *dS = dSs + (i & 1) * TK * FA1_LDS;
+        if (active) {
+            uint32_t a[4][4];
+            float s[4][4], dp[4][4];
+            load_a64(a, Ks, k0w, lane);
+            mm_abt(s, a, Qs, q0, lane); /* S^T (16 keys x 32 queries) */
+            load_a64(a, Vs, k0w, lane);
+            mm_abt(dp, a, dOs, q0, lane); /* dP^T */
+#pragma unroll
+            for (int n = 0; n < 4; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int col = q0 + n * 8 + 2 * t + (e & 1), key = k0w + g + 8 * (e / 2);
+                    float p = col < T && key < T ? __expf(s[n][e] * scale - Ls[col]) : 0.0f;
+                    s[n][e] = p;
+                    dp[n][e] = p * (dp[n][e] - Ds[col]);
+                }
+            uint32_t pa[2][4];
+            c_to_a(pa, s);
+            mm_pb(dv, pa, dOs, q0, lane);
+            c_to_a(pa, dp);
+            mm_pb(dk, pa, Qs, q0, lane);
+#pragma unroll
+            for (int n = 0; n < 4; n++)
+#pragma unroll
+                for (int r = 0; r < 2; r++)
+                    *(uint32_t *)(dS + (k0w + g + 8 * r) * FA1_LDS + n * 8 + 2 * t) = pack2(dp[n][2 * r], dp[n][2 * r + 1]);
+        }
+        cp_wait(nq - i - 2 > 0 ? nq - i - 2 : 0); /* the next query tile */
+        __syncthreads();
+        if (warp < 8) { /* dQ rows q0 + mt*16 .. +16, columns nu*16 .. +16 */
+            int mt = warp / 4, nu = warp % 4;
+            float acc[2][4];
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc[j][e] = 0.0f;
+            for (int kk = 0; kk < TK; kk += 16) {
+                uint32_t a[4], bb[4];
+                ldsm_x4_t(a, dS + (kk + (lane % 8) + (lane / 16) * 8) * FA1_LDS + mt * 16 + ((lane / 8) % 2) * 8);
+                ldsm_x4_t(bb, Ks + (kk + (lane % 8) + ((lane / 8) % 2) * 8) * FA_LD + nu * 16 + (lane / 16) * 8);
+                mma16816(acc[0], a, bb[0], bb[1]);
+                mma16816(acc[1], a, bb[2], bb[3]);
+            }
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                int row = q0 + mt * 16 + g + 8 * r;
+                if (row >= T) continue;
+                bf16d *dst = dqkv + ((long)b * T + row) * C3 + h * FA_HS + nu * 16;
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    float v0 = acc[j][2 * r] * scale, v1 = acc[j][2 * r + 1] * scale;
+                    __nv_bfloat162 *p = (__nv_bfloat162 *)(dst + j * 8 + 2 * t);
+                    if (accumulate) { v0 += __bfloat162float(p->x); v1 += __bfloat162float(p->y); }
+                    *p = __floats2bfloat162_rn(v0, v1);
+                }
+            }
+        }
+    }
+    if (!active) return;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int row = k0w + g + 8 * r;
+        if (row >= T) continue;
+        bf16d *dst = dqkv + ((long)b * T + row) * C3 + h * FA_HS;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float k0v = dk[n][2 * r] * scale, k1v = dk[n][2 * r + 1] * scale;
+            float v0 = dv[n][2 * r], v1 = dv[n][2 * r + 1];
+            __nv_bfloat162 *pk = (__nv_bfloat162 *)(dst + C + n * 8 + 2 * t);
+            __nv_bfloat162 *pv = (__nv_bfloat162 *)(dst + 2 * C + n * 8 + 2 * t);
+            if (accumulate) {
+                k0v += __bfloat162float(pk->x); k1v += __bfloat162float(pk->y);
+                v0 += __bfloat162float(pv->x); v1 += __bfloat162float(pv->y);
+            }
+            *pk = __floats2bfloat162_rn(k0v, k1v);
+            *pv = __floats2bfloat162_rn(v0, v1);
+        }
+    }
+}
+
+/* LORALAB_ATTENTION: unfused = cuBLAS batched GEMMs + softmax kernels; twopass = the fused forward with the
+ * two-kernel (dQ, then dK / dV) backward even where the one-kernel backward applies. */
+static int attention_mode(void) {
+    static int mode = -1;
+    if (mode < 0) {
+        const char *e = getenv("LORALAB_ATTENTION");
+        mode = e && strcmp(e, "unfused") == 0 ? 0 : e && strcmp(e, "twopass") == 0 ? 2 : 1;
+    }
+    return mode;
+}
+static int use_flash(int T, int C, int NH) { return attention_mode() && C / NH == FA_HS && T <= 256 && C % 8 == 0; }
+static int use_fused_bwd(int T) { return attention_mode() == 1 && T <= FA1_MAX_T; }
 static int pad32(int t) { return (t + 31) & ~31; }
 /* Warps per block: the 16-row tiles of one head split evenly over the fewest blocks of at most max_warps
  * (T = 197: 13 tiles = 2 blocks of 7 warps), so K and V are read by as few blocks as possible. */
@@ -366,9 +531,14 @@ static int warps_per_block(int T, int max_warps) {
 static size_t fwd_smem(int TP, int rows) { return (size_t)(2 * TP + rows) * FA_LD * 2; }
 static size_t dq_smem(int TP, int rows) { return (size_t)(2 * TP + 2 * rows) * FA_LD * 2; }
 static size_t dkdv_smem(int TP, int rows) { return (size_t)(2 * TP + 2 * rows) * FA_LD * 2 + 2 * (size_t)TP * 4; }
+static size_t bwd1_smem(int TP, int TK) {
+    return (size_t)(2 * TP + 2 * TK) * FA_LD * 2 + 2 * (size_t)TK * FA1_LDS * 2 + 2 * (size_t)TP * 4;
+}
 static void flash_attrs(void) {
     static int done = 0;
     if (done) return;
+    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)bwd1_smem(pad32(FA1_MAX_T), FA1_MAX_T)));
     CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)fwd_smem(256, 16 * FA_FWD_WARPS)));
     CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -523,6 +693,20 @@ extern "C" void cuda_attention_backward(bf16 *dqkv, const bf16 *dout, const bf16
         float *Dv = (float *)(((uintptr_t)scratch + 255) & ~(uintptr_t)255);
         int w = warps_per_block(T, FA_FWD_WARPS), wk = warps_per_block(T, FA_DKDV_WARPS);
         dim3 grid(cdiv(T, 16 * w), cnt), gridk(cdiv(T, 16 * wk), cnt);
+        if (use_fused_bwd(T)) {
+            if (!out) { /* D from O recomputed in registers; with O saved the kernel computes D itself */
+                flash_forward_kernel<<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>(NULL, NULL, Dv, (const bf16d *)dout,
+                                                                                  (const bf16d *)qkv, T, C, NH, TP,
+                                                                                  scale, 1);
+                LAUNCH_CHECK();
+            }
+            int nk = (T + 15) / 16, warps = nk > 8 ? nk : 8;
+            flash_bwd_fused_kernel<<<cnt, 32 * warps, bwd1_smem(TP, 16 * nk), S_>>>(
+                (bf16d *)dqkv, (const bf16d *)dout, (const bf16d *)out, out ? NULL : Dv, (const bf16d *)qkv, lse, T, C,
+                NH, TP, 16 * nk, scale, accumulate);
+            LAUNCH_CHECK();
+            return;
+        }
         if (out) /* D = rowsum(dO * O) from the saved O */
             attn_rowdot_kernel<<<cdiv((long)B * T * NH, 256), 256, 0, S_>>>(Dv, (const bf16d *)dout, (const bf16d *)out, B,
                                                                           T, C, NH);

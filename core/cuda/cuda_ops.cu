@@ -67,8 +67,8 @@ extern "C" void cuda_linear_backward(bf16 *dinp, float *dweight, float *dbias, c
 }
 
 /* ---- layernorm ----------------------------------------------------------------------------------------- */
-__global__ void layernorm_forward_kernel(bf16d *out, float *mean, float *rstd, const bf16d *inp, const bf16d *w,
-                                         const bf16d *b, int N, int C, float eps) {
+__global__ void layernorm_forward_kernel(bf16d *out, int ldo, float *mean, float *rstd, const bf16d *inp,
+                                         const bf16d *w, const bf16d *b, int N, int C, float eps) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const bf16d *x = inp + (long)row * C;
@@ -81,7 +81,7 @@ __global__ void layernorm_forward_kernel(bf16d *out, float *mean, float *rstd, c
         v += d * d;
     }
     float rs = rsqrtf(warp_sum(v) / C + eps);
-    bf16d *o = out + (long)row * C;
+    bf16d *o = out + (long)row * ldo;
     for (int c = lane; c < C; c += 32)
         o[c] = __float2bfloat16_rn((__bfloat162float(x[c]) - m) * rs * __bfloat162float(w[c]) + __bfloat162float(b[c]));
     if (lane == 0) {
@@ -95,8 +95,8 @@ struct alignas(16) Pack8v {
     bf16d v[8];
 };
 template <int NV>
-__global__ void layernorm_forward_vec_kernel(bf16d *out, float *mean, float *rstd, const bf16d *inp, const bf16d *w,
-                                             const bf16d *b, int N, float eps) {
+__global__ void layernorm_forward_vec_kernel(bf16d *out, int ldo, float *mean, float *rstd, const bf16d *inp,
+                                             const bf16d *w, const bf16d *b, int N, float eps) {
     constexpr int C = NV * 256;
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -115,7 +115,7 @@ __global__ void layernorm_forward_vec_kernel(bf16d *out, float *mean, float *rst
 #pragma unroll
         for (int e = 0; e < 8; e++) { float d = xr[k][e] - m; v += d * d; }
     float rs = rsqrtf(warp_sum(v) / C + eps);
-    Pack8v *o = (Pack8v *)(out + (long)row * C);
+    Pack8v *o = (Pack8v *)(out + (long)row * ldo);
 #pragma unroll
     for (int k = 0; k < NV; k++) {
         Pack8v wp = ((const Pack8v *)w)[lane + 32 * k], bp = ((const Pack8v *)b)[lane + 32 * k], op;
@@ -131,12 +131,12 @@ __global__ void layernorm_forward_vec_kernel(bf16d *out, float *mean, float *rst
 }
 
 template <int NV>
-__global__ void layernorm_backward_vec_kernel(bf16d *dinp, const bf16d *dout, const bf16d *inp, const bf16d *w,
+__global__ void layernorm_backward_vec_kernel(bf16d *dinp, const bf16d *dout, int ldd, const bf16d *inp, const bf16d *w,
                                               const float *mean, const float *rstd, int N, int accumulate) {
     constexpr int C = NV * 256;
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
-    const Pack8v *x = (const Pack8v *)(inp + (long)row * C), *dy = (const Pack8v *)(dout + (long)row * C);
+    const Pack8v *x = (const Pack8v *)(inp + (long)row * C), *dy = (const Pack8v *)(dout + (long)row * ldd);
     float m = mean[row], s = rstd[row];
     float xh[NV][8], g[NV][8];
     float sg = 0, sgx = 0;
@@ -170,25 +170,30 @@ __global__ void layernorm_backward_vec_kernel(bf16d *dinp, const bf16d *dout, co
 
 static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-extern "C" void cuda_layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *w,
-                                       const bf16 *b, int N, int C, float eps) {
-    if (C % 256 == 0 && C <= 1024 && al16(out) && al16(inp) && al16(w) && al16(b)) {
+extern "C" void cuda_layernorm_forward_ld(bf16 *out, int ldo, float *mean, float *rstd, const bf16 *inp,
+                                          const bf16 *w, const bf16 *b, int N, int C, float eps) {
+    if (C % 256 == 0 && C <= 1024 && ldo % 8 == 0 && al16(out) && al16(inp) && al16(w) && al16(b)) {
         unsigned grid = cdiv(N, 8);
         switch (C / 256) {
-        case 1: layernorm_forward_vec_kernel<1><<<grid, 256, 0, S>>>(D16(out), mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
-        case 2: layernorm_forward_vec_kernel<2><<<grid, 256, 0, S>>>(D16(out), mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
-        case 3: layernorm_forward_vec_kernel<3><<<grid, 256, 0, S>>>(D16(out), mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
-        default: layernorm_forward_vec_kernel<4><<<grid, 256, 0, S>>>(D16(out), mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
+        case 1: layernorm_forward_vec_kernel<1><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
+        case 2: layernorm_forward_vec_kernel<2><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
+        case 3: layernorm_forward_vec_kernel<3><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
+        default: layernorm_forward_vec_kernel<4><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
         }
         LAUNCH_CHECK();
         return;
     }
-    layernorm_forward_kernel<<<cdiv(N, 8), 256, 0, S>>>(D16(out), mean, rstd, D16(inp), D16(w), D16(b), N, C, eps);
+    layernorm_forward_kernel<<<cdiv(N, 8), 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, C, eps);
     LAUNCH_CHECK();
 }
 
+extern "C" void cuda_layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *w,
+                                       const bf16 *b, int N, int C, float eps) {
+    cuda_layernorm_forward_ld(out, C, mean, rstd, inp, w, b, N, C, eps);
+}
+
 /* One warp per row; the block's warps share dw/db partials in shared memory (2C floats, dynamic). */
-__global__ void layernorm_backward_kernel(bf16d *dinp, float *dw, float *db, const bf16d *dout, const bf16d *inp,
+__global__ void layernorm_backward_kernel(bf16d *dinp, float *dw, float *db, const bf16d *dout, int ldd, const bf16d *inp,
                                           const bf16d *w, const float *mean, const float *rstd, int N, int C,
                                           int accumulate) {
     extern __shared__ float sh[]; /* dw (C), db (C) partials */
@@ -198,7 +203,7 @@ __global__ void layernorm_backward_kernel(bf16d *dinp, float *dw, float *db, con
     __syncthreads();
     int warps = blockDim.x / 32, lane = threadIdx.x % 32;
     for (int row = blockIdx.x * warps + threadIdx.x / 32; row < N; row += gridDim.x * warps) {
-        const bf16d *x = inp + (long)row * C, *dy = dout + (long)row * C;
+        const bf16d *x = inp + (long)row * C, *dy = dout + (long)row * ldd;
         float m = mean[row], s = rstd[row];
         float sg = 0, sgx = 0;
         for (int c = lane; c < C; c += 32) {
@@ -231,17 +236,17 @@ __global__ void layernorm_backward_kernel(bf16d *dinp, float *dw, float *db, con
     }
 }
 
-extern "C" void cuda_layernorm_backward(bf16 *dinp, float *dw, float *db, const bf16 *dout, const bf16 *inp,
-                                        const bf16 *w, const float *mean, const float *rstd, int N, int C,
-                                        int accumulate) {
+extern "C" void cuda_layernorm_backward_ld(bf16 *dinp, float *dw, float *db, const bf16 *dout, int ldd,
+                                           const bf16 *inp, const bf16 *w, const float *mean, const float *rstd, int N,
+                                           int C, int accumulate) {
     int want = dw || db;
-    if (!want && dinp && C % 256 == 0 && C <= 1024 && al16(dinp) && al16(dout) && al16(inp) && al16(w)) {
+    if (!want && dinp && C % 256 == 0 && C <= 1024 && ldd % 8 == 0 && al16(dinp) && al16(dout) && al16(inp) && al16(w)) {
         unsigned grid = cdiv(N, 8);
         switch (C / 256) {
-        case 1: layernorm_backward_vec_kernel<1><<<grid, 256, 0, S>>>(D16(dinp), D16(dout), D16(inp), D16(w), mean, rstd, N, accumulate); break;
-        case 2: layernorm_backward_vec_kernel<2><<<grid, 256, 0, S>>>(D16(dinp), D16(dout), D16(inp), D16(w), mean, rstd, N, accumulate); break;
-        case 3: layernorm_backward_vec_kernel<3><<<grid, 256, 0, S>>>(D16(dinp), D16(dout), D16(inp), D16(w), mean, rstd, N, accumulate); break;
-        default: layernorm_backward_vec_kernel<4><<<grid, 256, 0, S>>>(D16(dinp), D16(dout), D16(inp), D16(w), mean, rstd, N, accumulate); break;
+        case 1: layernorm_backward_vec_kernel<1><<<grid, 256, 0, S>>>(D16(dinp), D16(dout), ldd, D16(inp), D16(w), mean, rstd, N, accumulate); break;
+        case 2: layernorm_backward_vec_kernel<2><<<grid, 256, 0, S>>>(D16(dinp), D16(dout), ldd, D16(inp), D16(w), mean, rstd, N, accumulate); break;
+        case 3: layernorm_backward_vec_kernel<3><<<grid, 256, 0, S>>>(D16(dinp), D16(dout), ldd, D16(inp), D16(w), mean, rstd, N, accumulate); break;
+        default: layernorm_backward_vec_kernel<4><<<grid, 256, 0, S>>>(D16(dinp), D16(dout), ldd, D16(inp), D16(w), mean, rstd, N, accumulate); break;
         }
         LAUNCH_CHECK();
         return;
@@ -251,9 +256,15 @@ extern "C" void cuda_layernorm_backward(bf16 *dinp, float *dw, float *db, const 
     if (want && blocks > (unsigned)g_cuda.prop.multiProcessorCount * 4) blocks = g_cuda.prop.multiProcessorCount * 4;
     if (smem > 48 * 1024)
         CUDA_CHECK(cudaFuncSetAttribute(layernorm_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    layernorm_backward_kernel<<<blocks, 256, smem, S>>>(D16(dinp), dw, db, D16(dout), D16(inp), D16(w), mean, rstd, N,
-                                                         C, accumulate);
+    layernorm_backward_kernel<<<blocks, 256, smem, S>>>(D16(dinp), dw, db, D16(dout), ldd, D16(inp), D16(w), mean, rstd,
+                                                         N, C, accumulate);
     LAUNCH_CHECK();
+}
+
+extern "C" void cuda_layernorm_backward(bf16 *dinp, float *dw, float *db, const bf16 *dout, const bf16 *inp,
+                                        const bf16 *w, const float *mean, const float *rstd, int N, int C,
+                                        int accumulate) {
+    cuda_layernorm_backward_ld(dinp, dw, db, dout, C, inp, w, mean, rstd, N, C, accumulate);
 }
 
 /* ---- GELU, add ----------------------------------------------------------------------------------------- */
@@ -419,6 +430,29 @@ extern "C" void cuda_adamw(float *p, bf16 *p16, float *m, float *v, const float 
                            float beta2, float eps, float weight_decay, float bc1, float bc2) {
     if (n == 0) return;
     adamw_kernel<<<cdiv(n, 256), 256, 0, S>>>(p, D16(p16), m, v, g, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2);
+    LAUNCH_CHECK();
+}
+
+/* The same with lr, bc1, bc2 read from the device (hyper[0..2]), so a captured CUDA graph replays any step. */
+__global__ void adamw_dev_kernel(float *p, bf16d *p16, float *m, float *v, const float *g, long n, const float *hyper,
+                                 float b1, float b2, float eps, float wd) {
+    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float lr = hyper[0], bc1 = hyper[1], bc2 = hyper[2];
+    float x = p[i], gj = g[i];
+    x -= lr * wd * x;
+    float mj = b1 * m[i] + (1 - b1) * gj, vj = b2 * v[i] + (1 - b2) * gj * gj;
+    m[i] = mj;
+    v[i] = vj;
+    x -= lr * (mj / bc1) / (sqrtf(vj / bc2) + eps);
+    p[i] = x;
+    if (p16) p16[i] = __float2bfloat16_rn(x);
+}
+
+extern "C" void cuda_adamw_dev(float *p, bf16 *p16, float *m, float *v, const float *g, long n, const float *hyper,
+                               float beta1, float beta2, float eps, float weight_decay) {
+    if (n == 0) return;
+    adamw_dev_kernel<<<cdiv(n, 256), 256, 0, S>>>(p, D16(p16), m, v, g, n, hyper, beta1, beta2, eps, weight_decay);
     LAUNCH_CHECK();
 }
 

@@ -34,6 +34,13 @@ void cuda_layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp
 void cuda_layernorm_backward(bf16 *dinp, float *dw, float *db, const bf16 *dout, const bf16 *inp, const bf16 *w,
                              const float *mean, const float *rstd, int N, int C, int accumulate);
 
+/* The same with a row stride for out (forward) / dout (backward) (ldo, ldd >= C): the ViT step's ln1 output
+ * and its gradient carry the adapters' x A^T in columns C.. of the same rows. */
+void cuda_layernorm_forward_ld(bf16 *out, int ldo, float *mean, float *rstd, const bf16 *inp, const bf16 *w,
+                               const bf16 *b, int N, int C, float eps);
+void cuda_layernorm_backward_ld(bf16 *dinp, float *dw, float *db, const bf16 *dout, int ldd, const bf16 *inp,
+                                const bf16 *w, const float *mean, const float *rstd, int N, int C, int accumulate);
+
 /* Exact-erf GELU (timm's nn.GELU). backward: dinp (+)= dout * gelu'(inp); dinp may equal dout when
  * accumulate = 0 (in place). */
 void cuda_gelu_forward(bf16 *out, const bf16 *inp, long n);
@@ -54,6 +61,10 @@ void cuda_xent_backward(bf16 *dlogits, const float *probs, const int *labels, in
 void cuda_adamw(float *p, bf16 *p16, float *m, float *v, const float *g, long n, float lr, float beta1, float beta2,
                 float eps, float weight_decay, float bc1, float bc2);
 
+/* The same with lr, bc1, bc2 in device memory (hyper[0..2]): what a captured CUDA graph of a step replays. */
+void cuda_adamw_dev(float *p, bf16 *p16, float *m, float *v, const float *g, long n, const float *hyper, float beta1,
+                    float beta2, float eps, float weight_decay);
+
 /* LoRA (methods/lora.c) on a slice of a host linear's output. out points at the slice's first column, row
  * stride ldo (e.g. qkv + D for the k third of a (N,3D) qkv). forward: xa (N,r) = inp (N,n) A^T (r,n) is
  * WRITTEN (saved for backward); out[:, 0:m] += scale xa B^T (B (m,r)). */
@@ -67,8 +78,9 @@ void cuda_lora_backward(bf16 *dinp, float *dA, float *dB, bf16 *dxa, const bf16 
 /* Self-attention on timm's fused qkv (B,T,3C) (core/cpu/attention.h, not causal). Instead of saving the
  * (B,NH,T,T) probabilities, forward saves lse (B,NH,T) f32 (the softmax's log-sum-exp) and backward
  * recomputes them. Head size 64 and T <= 256 (ViT-B/16 at 224 px): fused flash-style kernels (mma.sync), no
- * T x T matrix in device memory at all; otherwise cuBLAS batched GEMMs + softmax kernels with the scores in
- * `scratch` for one call. LORALAB_ATTENTION=unfused forces the second path. scratch: cuda_attention_
+ * T x T matrix in device memory at all (backward: one kernel per (image, head) for T <= 208, two above;
+ * LORALAB_ATTENTION=twopass forces the two); otherwise cuBLAS batched GEMMs + softmax kernels with the scores
+ * in `scratch` for one call. LORALAB_ATTENTION=unfused forces the second path. scratch: cuda_attention_
  * scratch_bytes(B, T, C, NH) bytes. forward: out (B,T,C). backward: dqkv (B,T,3C) (+)= ... from dout (B,T,C). */
 size_t cuda_attention_scratch_bytes(int B, int T, int C, int NH);
 void cuda_attention_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH, void *scratch);

@@ -20,13 +20,26 @@ static int fail(Error *err, const char *fmt, ...) {
     return -1;
 }
 
-static int add_train(CvDesc *d, int cap, float *host, long n, int decay) {
+/* The trainable view i of ps: its host tensor, and (with opt) its gradient and AdamW state. */
+static int add_train(CvDesc *d, int cap, const ParamSet *ps, int i, const Optimizer *opt, int decay) {
     if (d->n_train == cap) return -1;
-    d->train[d->n_train] = (CvTrain){.host = host, .n = n, .decay = decay};
+    const ParamView *v = &ps->views[i];
+    CvTrain t = {.host = ps->data + v->offset, .n = (long)v->numel, .decay = decay};
+    if (opt && v->goff >= 0) {
+        if (ps->grad) t.host_grad = ps->grad + v->goff;
+        for (int s = 0; s < opt->n_sets; s++)
+            if (opt->sets[s] == ps) {
+                t.host_m = opt->m[s] ? opt->m[s] + v->goff : NULL;
+                t.host_v = opt->v[s] ? opt->v[s] + v->goff : NULL;
+            }
+    }
+    d->train[d->n_train] = t;
     return d->n_train++;
 }
 
-CudaVit *cuda_vit_create(const ViT *m, const AdapterSet *ad, int max_batch, const OptConfig *oc, Error *err) {
+/* Checks and describes; with create = 0 stops after the checks (no GPU touched). */
+static CudaVit *build(const ViT *m, const AdapterSet *ad, int max_batch, const OptConfig *oc, const Optimizer *opt,
+                      float smoothing, int create, Error *err) {
     const ViTConfig *c = &m->cfg;
     const ParamSet *ps = &m->params;
     if (oc->kind != OPT_ADAMW) { fail(err, "cuda_vit: only AdamW is implemented on the GPU (optimizer kind %d)", oc->kind); return NULL; }
@@ -53,6 +66,8 @@ CudaVit *cuda_vit_create(const ViT *m, const AdapterSet *ad, int max_batch, cons
     d.beta2 = oc->beta2 != 0 ? oc->beta2 : 0.999f;
     d.eps_adam = oc->eps != 0 ? oc->eps : 1e-8f;
     d.weight_decay = oc->weight_decay;
+    d.label_smoothing = smoothing;
+    d.adam_t = opt ? opt->t : 0;
     d.patch_w = PDATA(ps, m->patch_w); d.patch_b = PDATA(ps, m->patch_b);
     d.cls = PDATA(ps, m->cls); d.pos = PDATA(ps, m->pos);
     d.norm_w = PDATA(ps, m->norm_w); d.norm_b = PDATA(ps, m->norm_b);
@@ -64,11 +79,9 @@ CudaVit *cuda_vit_create(const ViT *m, const AdapterSet *ad, int max_batch, cons
     if (!d.train || !d.blocks) { fail(err, "cuda_vit: out of host memory"); free(d.train); free(d.blocks); return NULL; }
     d.head_w_t = d.head_b_t = -1;
     if (ps->views[head_w].trainable)
-        d.head_w_t = add_train(&d, cap, PDATA(ps, head_w), (long)ps->views[head_w].numel,
-                               oc->decay_all || ps->views[head_w].decay);
+        d.head_w_t = add_train(&d, cap, ps, head_w, opt, oc->decay_all || ps->views[head_w].decay);
     if (ps->views[head_b].trainable)
-        d.head_b_t = add_train(&d, cap, PDATA(ps, head_b), (long)ps->views[head_b].numel,
-                               oc->decay_all || ps->views[head_b].decay);
+        d.head_b_t = add_train(&d, cap, ps, head_b, opt, oc->decay_all || ps->views[head_b].decay);
     for (int l = 0; l < c->depth; l++) {
         const ViTBlock *b = &m->blocks[l];
         CvBlock *cb = &d.blocks[l];
@@ -100,10 +113,15 @@ CudaVit *cuda_vit_create(const ViT *m, const AdapterSet *ad, int max_batch, cons
             }
             CvLora *lo = &cb->lora[cb->n_lora++];
             lo->row0 = a->row0; lo->m = a->m; lo->r = a->r; lo->scale = a->scale;
-            lo->tA = add_train(&d, cap, PDATA(aps, tA), (long)aps->views[tA].numel, oc->decay_all || aps->views[tA].decay);
-            lo->tB = add_train(&d, cap, PDATA(aps, tB), (long)aps->views[tB].numel, oc->decay_all || aps->views[tB].decay);
+            lo->tA = add_train(&d, cap, aps, tA, opt, oc->decay_all || aps->views[tA].decay);
+            lo->tB = add_train(&d, cap, aps, tB, opt, oc->decay_all || aps->views[tB].decay);
             if (lo->tA < 0 || lo->tB < 0) { fail(err, "cuda_vit: more adapters on the model than in the AdapterSet"); goto bad; }
         }
+    }
+    if (!create) { /* checks passed: a non-NULL marker, never dereferenced */
+        free(d.train);
+        free(d.blocks);
+        return (CudaVit *)m;
     }
     char msg[256] = "";
     CudaVit *g = cuda_vit_create_desc(&d, msg);
@@ -115,4 +133,17 @@ bad:
     free(d.train);
     free(d.blocks);
     return NULL;
+}
+
+CudaVit *cuda_vit_create(const ViT *m, const AdapterSet *ad, int max_batch, const OptConfig *oc, Error *err) {
+    return build(m, ad, max_batch, oc, NULL, 0.0f, 1, err);
+}
+
+CudaVit *cuda_vit_create_opt(const ViT *m, const AdapterSet *ad, int max_batch, const Optimizer *opt,
+                             float label_smoothing, Error *err) {
+    return build(m, ad, max_batch, &opt->cfg, opt, label_smoothing, 1, err);
+}
+
+int cuda_vit_check(const ViT *m, const AdapterSet *ad, const OptConfig *oc, Error *err) {
+    return build(m, ad, 1, oc, NULL, 0.0f, 0, err) ? 0 : -1;
 }

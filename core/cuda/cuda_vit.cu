@@ -2,8 +2,10 @@
  * forward and backward mirror core/vit.c call for call, with the ops of cuda_ops.h; differences, all for
  * memory or speed: the residual adds are the GEMMs' C operand; ln1 is recomputed in backward (from the block
  * input) instead of kept; attention keeps its output and log-sum-exp, never the T x T probabilities; the
- * scratch buffers of forward (ln out, GELU out) are reused by backward. Saved per block and token: qkv (3D),
- * attention out (D), x_attn (D), fc1 output h (H), x_out (D), LN statistics, LoRA's x A^T (r), lse. */
+ * scratch buffers of forward (ln out, GELU out) are reused by backward; the LoRA adapters of a block are folded
+ * into its qkv GEMM (Blk.fold; LORALAB_LORA_FOLD=0 keeps them as separate thin GEMMs); the whole step is
+ * replayed as a CUDA graph (cuda_vit_set_graph). Saved per block and token: qkv (3D), attention out (D),
+ * x_attn (D), fc1 output h (H), x_out (D), LN statistics, lse (and LoRA's x A^T (r) when not folded). */
 #include <math.h>
 #include <string.h>
 
@@ -16,6 +18,10 @@ struct Blk {
     bf16 *n1w, *n1b, *qkv_w, *qkv_b, *proj_w, *proj_b, *n2w, *n2b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
     CvLora lora[CUDA_VIT_MAX_LORA];
     int n_lora;
+    /* LoRA folded into the qkv GEMM (fold = 1): qkv_w is W_ext (3D, ld) = [W | scale_j B_j in rows row0_j..,
+     * columns D + col_j..], the ln1 output carries x A_cat^T in columns D..D+R (A_cat: the block's A's stacked,
+     * contiguous in the trainable buffers), so qkv = [ln1 | x A_cat^T] W_ext^T is one GEMM with K = D + R */
+    int fold, R, ld, col[CUDA_VIT_MAX_LORA];
     /* saved activations (arena) */
     float *mean1, *rstd1, *mean2, *rstd2, *lse;
     bf16 *qkv, *o, *x_attn, *h, *x_out, *xa[CUDA_VIT_MAX_LORA];
@@ -37,6 +43,7 @@ struct Prof {
     double ms[PH_N];
 };
 
+#define GRAPHS_MAX 4
 struct CudaVit {
     Prof prof;
     CvDesc d;
@@ -60,7 +67,26 @@ struct CudaVit {
     int *labels;
     void *att_scratch;
     bf16 *host_img16; /* host staging for set_batch's f32 -> bf16 conversion */
+    /* the runner's additions (cuda_vit_desc.h): loss-gradient scale, the reduce hook, the gradient norm */
+    float grad_scale;
+    void (*reduce)(void *ctx, float *grads, long n, float *loss);
+    void *reduce_ctx;
+    int gnorm_on;
+    float *gnorm_part; /* GNORM_BLOCKS partial sums of squares, then [GNORM_BLOCKS] = the norm */
+    /* CUDA graphs of the whole step (forward, backward, gradient norm, AdamW), one per batch size (the arena
+     * is carved the same way for the same B, so a graph stays valid across set_batch calls): a batch size's
+     * first step runs eagerly (it makes the cuBLASLt plans), its second is captured, later ones replay. The
+     * step's scalars (lr and AdamW's bias corrections) are read from `hyper` on the device. */
+    int graph_on;
+    struct { int B, eager_steps; cudaGraphExec_t exec; } graphs[GRAPHS_MAX];
+    int n_graphs;
+    float *hyper;
+    /* the folded LoRA: ln1 / its gradient row stride (max over blocks), and the jobs that write scale B into
+     * W_ext from the f32 masters (lora_fold, at the start of every forward) */
+    int ln_ld, n_fold_jobs;
+    struct FoldJob *fold_jobs; /* device */
 };
+#define GNORM_BLOCKS 64
 
 static void mark(CudaVit *g, int ph) {
     Prof *p = &g->prof;
@@ -112,6 +138,42 @@ static uint16_t host_bf16(float x) {
     return (uint16_t)(u >> 16);
 }
 
+/* W_ext's adapter columns: dst[i * ld + c] = bf16(scale * B[i][c]) for B (m, r) f32, one job per adapter */
+struct FoldJob {
+    bf16d *dst;
+    const float *src;
+    int m, r, ld;
+    float scale;
+};
+__global__ void lora_fold_kernel(const FoldJob *jobs) {
+    FoldJob j = jobs[blockIdx.y];
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < j.m * j.r; i += gridDim.x * blockDim.x)
+        j.dst[(long)(i / j.r) * j.ld + i % j.r] = __float2bfloat16_rn(j.scale * j.src[i]);
+}
+static void fold_jobs_make(CudaVit *g) {
+    FoldJob jobs[CUDA_VIT_MAX_LORA * 512];
+    int n = 0;
+    for (int l = 0; l < g->d.depth; l++) {
+        Blk *b = &g->blk[l];
+        if (!b->fold) continue;
+        for (int j = 0; j < b->n_lora; j++) {
+            const CvLora *lo = &b->lora[j];
+            jobs[n++] = FoldJob{(bf16d *)b->qkv_w + (long)lo->row0 * b->ld + g->d.D + b->col[j], g->tp + g->toff[lo->tB],
+                                lo->m, lo->r, b->ld, lo->scale};
+        }
+    }
+    g->n_fold_jobs = n;
+    if (!n) return;
+    g->fold_jobs = (FoldJob *)cuda_alloc(sizeof(FoldJob) * n, "LoRA fold jobs");
+    CUDA_CHECK(cudaMemcpy(g->fold_jobs, jobs, sizeof(FoldJob) * n, cudaMemcpyHostToDevice));
+}
+/* scale B from the f32 masters into every folded block's W_ext (before each forward: AdamW moved B) */
+static void lora_fold(CudaVit *g) {
+    if (!g->n_fold_jobs) return;
+    lora_fold_kernel<<<dim3(8, g->n_fold_jobs), 256, 0, g_cuda.stream>>>(g->fold_jobs);
+    LAUNCH_CHECK();
+}
+
 /* Carves every activation buffer from ar for batch B (dry or real arena: same sequence both times). */
 static void carve(CudaVit *g, CudaArena *ar, int B) {
     const CvDesc *d = &g->d;
@@ -131,10 +193,11 @@ static void carve(CudaVit *g, CudaArena *ar, int B) {
         b->x_attn = A16(BT * D);
         b->h = A16(BT * H);
         b->x_out = A16(BT * D);
-        for (int j = 0; j < b->n_lora; j++) b->xa[j] = A16(BT * b->lora[j].r);
+        if (!b->fold)
+            for (int j = 0; j < b->n_lora; j++) b->xa[j] = A16(BT * b->lora[j].r);
     }
     g->meanf = A32(BT); g->rstdf = A32(BT);
-    g->lnbuf = A16(BT * D);
+    g->lnbuf = A16(BT * g->ln_ld);
     g->atty = A16(BT * D);  /* backward: the attention output's gradient */
     g->gbuf = A16(BT * H);  /* forward: GELU out; backward: dg, then dh in place */
     g->pooled = A16((long)B * D);
@@ -145,7 +208,7 @@ static void carve(CudaVit *g, CudaArena *ar, int B) {
     g->dlogits = A16((long)B * d->K);
     g->dpooled = A16((long)B * D);
     g->dx = A16(BT * D);
-    g->dln = A16(BT * D);
+    g->dln = A16(BT * g->ln_ld);
     g->dqkv = A16(BT * 3 * D);
     g->dxa = A16(BT * (g->r_max ? g->r_max : 1));
     g->att_scratch = cuda_arena_alloc(ar, cuda_attention_scratch_bytes(B, g->T, d->D, d->heads));
@@ -172,17 +235,29 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
     g->NP = (d->img / d->patch) * (d->img / d->patch);
     g->T = g->NP + 1;
     g->low = d->depth;
+    const char *fe = getenv("LORALAB_LORA_FOLD");
+    int fold_on = !(fe && strcmp(fe, "0") == 0);
+    g->ln_ld = d->D;
     for (int l = 0; l < d->depth; l++) {
         Blk *b = &g->blk[l];
         b->n_lora = d->blocks[l].n_lora;
         memcpy(b->lora, d->blocks[l].lora, sizeof b->lora);
-        for (int j = 0; j < b->n_lora; j++) g->r_max = b->lora[j].r > g->r_max ? b->lora[j].r : g->r_max;
+        /* folded when the block's A's can sit side by side in one AdamW group (the same weight decay) */
+        b->fold = fold_on && b->n_lora > 0;
+        for (int j = 0; j < b->n_lora; j++) {
+            b->fold &= g->train[b->lora[j].tA].decay == g->train[b->lora[0].tA].decay;
+            b->col[j] = b->R;
+            b->R += b->lora[j].r;
+        }
+        b->ld = d->D + ((b->R + 7) & ~7); /* 16-byte rows */
+        if (b->fold && b->ld > g->ln_ld) g->ln_ld = b->ld;
+        for (int j = 0; j < b->n_lora && !b->fold; j++) g->r_max = b->lora[j].r > g->r_max ? b->lora[j].r : g->r_max;
         if (b->n_lora && l < g->low) g->low = l;
     }
 
     /* frozen weights: one bf16 allocation, every tensor at a 64-element (128-byte) aligned offset */
     long D = d->D, H = d->H, Cpp = (long)d->in_ch * d->patch * d->patch;
-    struct Item { bf16 **dst; const float *src; long n; };
+    struct Item { bf16 **dst; const float *src; long n, rows, ld; }; /* rows > 0: (rows, n / rows) at row stride ld */
     Item items[16 + 12 * 512];
     int ni = 0;
     items[ni++] = Item{&g->patch_w, d->patch_w, D * Cpp};
@@ -198,7 +273,7 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
         const CvBlock *s = &d->blocks[l];
         items[ni++] = Item{&b->n1w, s->n1w, D};
         items[ni++] = Item{&b->n1b, s->n1b, D};
-        items[ni++] = Item{&b->qkv_w, s->qkv_w, 3 * D * D};
+        items[ni++] = b->fold ? Item{&b->qkv_w, s->qkv_w, 3 * D * D, 3 * D, b->ld} : Item{&b->qkv_w, s->qkv_w, 3 * D * D};
         items[ni++] = Item{&b->qkv_b, s->qkv_b, 3 * D};
         items[ni++] = Item{&b->proj_w, s->proj_w, D * D};
         items[ni++] = Item{&b->proj_b, s->proj_b, D};
@@ -210,30 +285,50 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
         items[ni++] = Item{&b->fc2_b, s->fc2_b, D};
     }
     long total = 0;
-    for (int i = 0; i < ni; i++) total += (items[i].n + 63) & ~63L;
+    for (int i = 0; i < ni; i++) total += ((items[i].rows ? items[i].rows * items[i].ld : items[i].n) + 63) & ~63L;
     g->frozen_bytes = (size_t)total * sizeof(bf16);
     g->frozen = (bf16 *)cuda_alloc(g->frozen_bytes, "frozen ViT weights (bf16)");
-    uint16_t *stage = (uint16_t *)malloc(g->frozen_bytes);
+    uint16_t *stage = (uint16_t *)calloc(g->frozen_bytes, 1); /* W_ext's adapter columns start at 0 */
     long off = 0;
     for (int i = 0; i < ni; i++) {
         *items[i].dst = g->frozen + off;
-        for (long k = 0; k < items[i].n; k++) stage[off + k] = host_bf16(items[i].src[k]);
-        off += (items[i].n + 63) & ~63L;
+        if (items[i].rows) {
+            long cols = items[i].n / items[i].rows;
+            for (long r = 0; r < items[i].rows; r++)
+                for (long c = 0; c < cols; c++) stage[off + r * items[i].ld + c] = host_bf16(items[i].src[r * cols + c]);
+            off += (items[i].rows * items[i].ld + 63) & ~63L;
+        } else {
+            for (long k = 0; k < items[i].n; k++) stage[off + k] = host_bf16(items[i].src[k]);
+            off += (items[i].n + 63) & ~63L;
+        }
     }
     CUDA_CHECK(cudaMemcpy(g->frozen, stage, g->frozen_bytes, cudaMemcpyHostToDevice));
     free(stage);
 
-    /* trainable tensors: decayed first, then the rest, so AdamW is two launches */
+    /* trainable tensors: decayed first, then the rest, so AdamW is two launches; a folded block's A's side by
+     * side (A_cat), the group and every other tensor at 64-element offsets */
     g->toff = (long *)malloc(sizeof(long) * (d->n_train ? d->n_train : 1));
+    char *placed = (char *)calloc(d->n_train ? d->n_train : 1, 1);
     long o = 0;
     for (int pass = 1; pass >= 0; pass--) {
+        for (int l = 0; l < d->depth; l++) {
+            Blk *b = &g->blk[l];
+            if (!b->fold || (g->train[b->lora[0].tA].decay != 0) != (pass == 1)) continue;
+            for (int j = 0; j < b->n_lora; j++) {
+                g->toff[b->lora[j].tA] = o;
+                placed[b->lora[j].tA] = 1;
+                o += g->train[b->lora[j].tA].n;
+            }
+            o = (o + 63) & ~63L;
+        }
         for (int i = 0; i < d->n_train; i++)
-            if ((g->train[i].decay != 0) == (pass == 1)) {
+            if (!placed[i] && (g->train[i].decay != 0) == (pass == 1)) {
                 g->toff[i] = o;
                 o += (g->train[i].n + 63) & ~63L;
             }
         if (pass == 1) g->n_decay = o;
     }
+    free(placed);
     g->n_tp = o;
     size_t nb = (size_t)(o ? o : 64);
     g->tp = (float *)cuda_alloc(nb * 4, "trainable f32 master weights");
@@ -249,6 +344,17 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
     cuda_memset0(g->tm, nb * 4);
     cuda_memset0(g->tv, nb * 4);
     cuda_memset0(g->tg, nb * 4);
+    for (int i = 0; i < d->n_train; i++) { /* a resumed run: AdamW state from the host */
+        if (g->train[i].host_m) cuda_upload_f32(g->tm + g->toff[i], g->train[i].host_m, g->train[i].n);
+        if (g->train[i].host_v) cuda_upload_f32(g->tv + g->toff[i], g->train[i].host_v, g->train[i].n);
+    }
+    g->t = d->adam_t;
+    g->grad_scale = 1.0f;
+    g->gnorm_part = (float *)cuda_alloc(sizeof(float) * (GNORM_BLOCKS + 1), "gradient norm partial sums");
+    g->hyper = (float *)cuda_alloc(sizeof(float) * 3, "AdamW step scalars");
+    fold_jobs_make(g);
+    const char *ge = getenv("LORALAB_CUDA_GRAPH");
+    g->graph_on = !(ge && strcmp(ge, "0") == 0);
     if (d->head_w_t >= 0) g->head_w16 = g->tp16 + g->toff[d->head_w_t];
     if (d->head_b_t >= 0) {
         g->head_b32 = g->tp + g->toff[d->head_b_t];
@@ -293,15 +399,28 @@ static void forward(CudaVit *g) {
     cuda_patchify(g->patches, g->img, B, d->in_ch, d->img, d->img, d->patch);
     cuda_linear_forward(g->pe, g->patches, g->patch_w, g->patch_b, NULL, B * g->NP, d->in_ch * d->patch * d->patch, D);
     cuda_tokens_forward(g->x0, g->pe, g->cls, g->pos, B, g->NP, D);
+    mark(g, PH_LORA);
+    lora_fold(g);
     const bf16 *x = g->x0;
     for (int l = 0; l < d->depth; l++) {
         Blk *b = &g->blk[l];
         mark(g, PH_LN);
-        cuda_layernorm_forward(g->lnbuf, b->mean1, b->rstd1, x, b->n1w, b->n1b, BT, D, d->eps);
-        mark(g, PH_QKV);
-        cuda_linear_forward(b->qkv, g->lnbuf, b->qkv_w, b->qkv_b, NULL, BT, D, 3 * D);
+        if (b->fold) { /* [ln1 | ln1 A_cat^T] (BT, ld), then qkv = that W_ext^T + bias: the adapters ride in the GEMM */
+            const bf16d *lnx = (const bf16d *)g->lnbuf;
+            cuda_layernorm_forward_ld(g->lnbuf, b->ld, b->mean1, b->rstd1, x, b->n1w, b->n1b, BT, D, d->eps);
+            mark(g, PH_LORA);
+            cuda_mm(true, false, b->R, BT, D, (const bf16d *)(g->tp16 + g->toff[b->lora[0].tA]), D, lnx, b->ld,
+                    g->lnbuf + D, b->ld, false, 1.0f, 0.0f, NULL, NULL);
+            mark(g, PH_QKV);
+            cuda_mm(true, false, 3 * D, BT, D + b->R, (const bf16d *)b->qkv_w, b->ld, lnx, b->ld, b->qkv, 3 * D, false,
+                    1.0f, 0.0f, NULL, b->qkv_b);
+        } else {
+            cuda_layernorm_forward(g->lnbuf, b->mean1, b->rstd1, x, b->n1w, b->n1b, BT, D, d->eps);
+            mark(g, PH_QKV);
+            cuda_linear_forward(b->qkv, g->lnbuf, b->qkv_w, b->qkv_b, NULL, BT, D, 3 * D);
+        }
         mark(g, PH_LORA);
-        for (int j = 0; j < b->n_lora; j++) {
+        for (int j = 0; j < b->n_lora && !b->fold; j++) {
             const CvLora *lo = &b->lora[j];
             cuda_lora_forward(b->qkv + lo->row0, 3 * D, b->xa[j], g->lnbuf, g->tp16 + g->toff[lo->tA],
                               g->tp16 + g->toff[lo->tB], BT, D, lo->m, lo->r, lo->scale);
@@ -324,14 +443,48 @@ static void forward(CudaVit *g) {
     cuda_layernorm_forward(g->lnbuf, g->meanf, g->rstdf, x, g->norm_w, g->norm_b, BT, D, d->eps);
     cuda_token_pool_forward(g->pooled, g->lnbuf, B, T, D, d->pool);
     cuda_linear_forward_f32out(g->logits, g->pooled, g->head_w16, g->head_b32, B, D, d->K);
-    cuda_xent_forward(g->probs, g->loss, NULL, g->logits, g->labels, B, d->K, 0.0f);
+    cuda_xent_forward(g->probs, g->loss, NULL, g->logits, g->labels, B, d->K, d->label_smoothing);
+}
+
+/* The qkv GEMM's backward for a folded block (forward: qkv = [ln1 | xa] W_ext^T, xa = ln1 A_cat^T):
+ * [dln1 | dxa] = dqkv W_ext (dxa = scale dy B per adapter, in the same GEMM); ln1 and xa again from the block
+ * input; dB_j += scale_j dy_j^T xa_j; dA_cat += dxa^T ln1; dln1 += dxa A_cat; then layernorm's backward. */
+static void block_backward_folded(CudaVit *g, Blk *b, const bf16 *x_in, int want_dx) {
+    const CvDesc *d = &g->d;
+    int BT = g->B * g->T, D = d->D, R = b->R, ld = b->ld;
+    const bf16d *Wext = (const bf16d *)b->qkv_w, *lnx = (const bf16d *)g->lnbuf, *dlnx = (const bf16d *)g->dln;
+    const bf16d *Acat = (const bf16d *)(g->tp16 + g->toff[b->lora[0].tA]);
+    mark(g, PH_B_QKV);
+    if (want_dx)
+        cuda_mm(false, false, D + R, BT, 3 * D, Wext, ld, (const bf16d *)g->dqkv, 3 * D, g->dln, ld, false, 1.0f, 0.0f,
+                NULL, NULL);
+    else /* the lowest adapted block: only dxa */
+        cuda_mm(false, false, R, BT, 3 * D, Wext + D, ld, (const bf16d *)g->dqkv, 3 * D, g->dln + D, ld, false, 1.0f,
+                0.0f, NULL, NULL);
+    mark(g, PH_B_LN);
+    cuda_layernorm_forward_ld(g->lnbuf, ld, NULL, NULL, x_in, b->n1w, b->n1b, BT, D, d->eps);
+    mark(g, PH_B_LORA);
+    cuda_mm(true, false, R, BT, D, Acat, D, lnx, ld, g->lnbuf + D, ld, false, 1.0f, 0.0f, NULL, NULL);
+    for (int j = 0; j < b->n_lora; j++) { /* dB^T (r, m) += scale xa^T-as-(r, BT) (dy-as-(m, BT))^T */
+        const CvLora *lo = &b->lora[j];
+        cuda_mm(false, true, lo->r, lo->m, BT, lnx + D + b->col[j], ld, (const bf16d *)g->dqkv + lo->row0, 3 * D,
+                g->tg + g->toff[lo->tB], lo->r, true, lo->scale, 1.0f, NULL, NULL);
+    }
+    /* dA_cat^T (D, R) += ln1-as-(D, BT) (dxa-as-(R, BT))^T */
+    cuda_mm(false, true, D, R, BT, lnx, ld, dlnx + D, ld, g->tg + g->toff[b->lora[0].tA], D, true, 1.0f, 1.0f, NULL,
+            NULL);
+    if (!want_dx) return;
+    /* dln1^T (D, BT) += A_cat-as-(D, R) dxa-as-(R, BT) */
+    cuda_mm(false, false, D, BT, R, Acat, D, dlnx + D, ld, g->dln, ld, false, 1.0f, 1.0f, NULL, NULL);
+    mark(g, PH_B_LN);
+    cuda_layernorm_backward_ld(g->dx, NULL, NULL, g->dln, ld, x_in, b->n1w, b->mean1, b->rstd1, BT, D, 1);
 }
 
 static void backward(CudaVit *g) {
     const CvDesc *d = &g->d;
     int B = g->B, T = g->T, D = d->D, H = d->H, NH = d->heads;
     int BT = B * T;
-    cuda_xent_backward(g->dlogits, g->probs, g->labels, B, d->K, 0.0f, 1.0f);
+    cuda_xent_backward(g->dlogits, g->probs, g->labels, B, d->K, d->label_smoothing, g->grad_scale);
     if (g->n_tp) CUDA_CHECK(cudaMemsetAsync(g->tg, 0, sizeof(float) * g->n_tp, g_cuda.stream));
     int below = g->low < d->depth;
     cuda_linear_backward(below ? g->dpooled : NULL, d->head_w_t >= 0 ? g->tg + g->toff[d->head_w_t] : NULL,
@@ -360,6 +513,10 @@ static void backward(CudaVit *g) {
         cuda_linear_backward(g->atty, NULL, NULL, g->dx, NULL, b->proj_w, BT, D, D, 0);
         mark(g, PH_B_ATTN);
         cuda_attention_backward(g->dqkv, g->atty, b->qkv, b->o, b->lse, B, T, D, NH, g->att_scratch, 0);
+        if (b->fold) {
+            block_backward_folded(g, b, x_in, want_dx);
+            continue;
+        }
         mark(g, PH_B_QKV);
         if (want_dx) cuda_linear_backward(g->dln, NULL, NULL, g->dqkv, NULL, b->qkv_w, BT, D, 3 * D, 0);
         mark(g, PH_B_LN);
@@ -377,15 +534,41 @@ static void backward(CudaVit *g) {
     }
 }
 
-static void adamw(CudaVit *g, float lr) {
+/* AdamW with lr and the bias corrections from g->hyper (step_scalars wrote them for this step) */
+static void adamw(CudaVit *g) {
     const CvDesc *d = &g->d;
     mark(g, PH_ADAMW);
+    cuda_adamw_dev(g->tp, g->tp16, g->tm, g->tv, g->tg, g->n_decay, g->hyper, d->beta1, d->beta2, d->eps_adam,
+                   d->weight_decay);
+    cuda_adamw_dev(g->tp + g->n_decay, g->tp16 + g->n_decay, g->tm + g->n_decay, g->tv + g->n_decay,
+                   g->tg + g->n_decay, g->n_tp - g->n_decay, g->hyper, d->beta1, d->beta2, d->eps_adam, 0.0f);
+}
+
+__global__ void set_scalars_kernel(float *hyper, float lr, float bc1, float bc2) {
+    hyper[0] = lr;
+    hyper[1] = bc1;
+    hyper[2] = bc2;
+}
+/* this step's lr, 1 - beta1^t, 1 - beta2^t to the device (a one-thread kernel outside the graph: kernel
+ * arguments are copied at launch, so nothing waits) */
+static void step_scalars(CudaVit *g, float lr) {
+    const CvDesc *d = &g->d;
     g->t++;
-    float bc1 = 1.0f - powf(d->beta1, (float)g->t), bc2 = 1.0f - powf(d->beta2, (float)g->t);
-    cuda_adamw(g->tp, g->tp16, g->tm, g->tv, g->tg, g->n_decay, lr, d->beta1, d->beta2, d->eps_adam, d->weight_decay,
-               bc1, bc2);
-    cuda_adamw(g->tp + g->n_decay, g->tp16 + g->n_decay, g->tm + g->n_decay, g->tv + g->n_decay, g->tg + g->n_decay,
-               g->n_tp - g->n_decay, lr, d->beta1, d->beta2, d->eps_adam, 0.0f, bc1, bc2);
+    set_scalars_kernel<<<1, 1, 0, g_cuda.stream>>>(g->hyper, lr, 1.0f - powf(d->beta1, (float)g->t),
+                                                   1.0f - powf(d->beta2, (float)g->t));
+    LAUNCH_CHECK();
+}
+
+static void graphs_clear(CudaVit *g) {
+    for (int i = 0; i < g->n_graphs; i++)
+        if (g->graphs[i].exec) CUDA_CHECK(cudaGraphExecDestroy(g->graphs[i].exec));
+    g->n_graphs = 0;
+}
+
+extern "C" void cuda_vit_set_graph(CudaVit *g, int on) {
+    cuda_sync();
+    graphs_clear(g);
+    g->graph_on = on;
 }
 
 extern "C" void cuda_vit_forward(CudaVit *g) {
@@ -394,10 +577,68 @@ extern "C" void cuda_vit_forward(CudaVit *g) {
     prof_collect(g);
 }
 
-extern "C" void cuda_vit_step(CudaVit *g, float lr) {
+/* sum of squares: GNORM_BLOCKS partial sums (fixed order), then one block takes the square root of their sum */
+__global__ void sumsq_partial_kernel(float *part, const float *x, long n) {
+    __shared__ float sh[256];
+    float s = 0;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) s += x[i] * x[i];
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k /= 2) {
+        if ((int)threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+__global__ void sqrt_sum_kernel(float *part, int n) {
+    if (threadIdx.x != 0) return;
+    float s = 0;
+    for (int i = 0; i < n; i++) s += part[i];
+    part[n] = sqrtf(s);
+}
+
+/* everything a step queues after its scalars */
+static void step_body(CudaVit *g) {
     forward(g);
     backward(g);
-    adamw(g, lr);
+    if (g->reduce) g->reduce(g->reduce_ctx, g->tg, g->n_tp, g->loss);
+    if (g->gnorm_on) {
+        sumsq_partial_kernel<<<GNORM_BLOCKS, 256, 0, g_cuda.stream>>>(g->gnorm_part, g->tg, g->n_tp);
+        LAUNCH_CHECK();
+        sqrt_sum_kernel<<<1, 32, 0, g_cuda.stream>>>(g->gnorm_part, GNORM_BLOCKS);
+        LAUNCH_CHECK();
+    }
+    adamw(g);
+}
+
+/* Replays (or captures, on a batch size's second step) the step's graph; 0 when this step must run eagerly:
+ * graphs off, the profiler on (its events sit between the kernels), a reduce hook (NCCL), a batch size's first
+ * step, or more batch sizes than GRAPHS_MAX. */
+static int step_graph(CudaVit *g) {
+    if (!g->graph_on || g->prof.on || g->reduce) return 0;
+    int i = 0;
+    while (i < g->n_graphs && g->graphs[i].B != g->B) i++;
+    if (i == g->n_graphs) {
+        if (g->n_graphs == GRAPHS_MAX) return 0;
+        g->graphs[g->n_graphs++] = {g->B, 0, NULL};
+    }
+    if (!g->graphs[i].exec) {
+        if (g->graphs[i].eager_steps++ == 0) return 0;
+        cudaGraph_t graph;
+        CUDA_CHECK(cudaStreamBeginCapture(g_cuda.stream, cudaStreamCaptureModeThreadLocal));
+        step_body(g);
+        CUDA_CHECK(cudaStreamEndCapture(g_cuda.stream, &graph));
+        CUDA_CHECK(cudaGraphInstantiate(&g->graphs[i].exec, graph, 0));
+        CUDA_CHECK(cudaGraphDestroy(graph));
+    }
+    CUDA_CHECK(cudaGraphLaunch(g->graphs[i].exec, g_cuda.stream));
+    return 1;
+}
+
+extern "C" void cuda_vit_step(CudaVit *g, float lr) {
+    step_scalars(g, lr);
+    if (step_graph(g)) return;
+    step_body(g);
     mark(g, PH_END);
     prof_collect(g);
 }
@@ -419,6 +660,61 @@ extern "C" void cuda_vit_download(CudaVit *g) {
     for (int i = 0; i < g->d.n_train; i++) cuda_download_f32(g->train[i].host, g->tp + g->toff[i], g->train[i].n);
 }
 
+/* these change what a step queues: the captured graphs are dropped (recaptured on later steps) */
+extern "C" void cuda_vit_set_grad_scale(CudaVit *g, float scale) {
+    if (scale != g->grad_scale) cuda_vit_set_graph(g, g->graph_on);
+    g->grad_scale = scale;
+}
+extern "C" void cuda_vit_set_reduce(CudaVit *g, void (*fn)(void *ctx, float *grads, long n, float *loss), void *ctx) {
+    cuda_vit_set_graph(g, g->graph_on);
+    g->reduce = fn;
+    g->reduce_ctx = ctx;
+}
+extern "C" void cuda_vit_set_grad_norm(CudaVit *g, int on) {
+    if (on != g->gnorm_on) cuda_vit_set_graph(g, g->graph_on);
+    g->gnorm_on = on;
+}
+
+extern "C" void cuda_vit_stats(CudaVit *g, float *loss, float *grad_norm) {
+    float l = 0, gn = 0;
+    CUDA_CHECK(cudaMemcpyAsync(&l, g->loss, sizeof l, cudaMemcpyDeviceToHost, g_cuda.stream));
+    if (g->gnorm_on)
+        CUDA_CHECK(cudaMemcpyAsync(&gn, g->gnorm_part + GNORM_BLOCKS, sizeof gn, cudaMemcpyDeviceToHost, g_cuda.stream));
+    cuda_sync();
+    if (loss) *loss = l;
+    if (grad_norm) *grad_norm = gn;
+}
+
+extern "C" void cuda_vit_download_grads(CudaVit *g) {
+    cuda_sync();
+    for (int i = 0; i < g->d.n_train; i++)
+        if (g->train[i].host_grad) cuda_download_f32(g->train[i].host_grad, g->tg + g->toff[i], g->train[i].n);
+}
+
+extern "C" long cuda_vit_download_optim(CudaVit *g) {
+    cuda_sync();
+    for (int i = 0; i < g->d.n_train; i++) {
+        if (g->train[i].host_m) cuda_download_f32(g->train[i].host_m, g->tm + g->toff[i], g->train[i].n);
+        if (g->train[i].host_v) cuda_download_f32(g->train[i].host_v, g->tv + g->toff[i], g->train[i].n);
+    }
+    return g->t;
+}
+
+extern "C" void cuda_vit_each_state(CudaVit *g, void (*fn)(void *ctx, void *dev, size_t bytes), void *ctx) {
+    size_t nb = (size_t)(g->n_tp ? g->n_tp : 64);
+    fn(ctx, g->frozen, g->frozen_bytes);
+    fn(ctx, g->tp, nb * 4);
+    fn(ctx, g->tm, nb * 4);
+    fn(ctx, g->tv, nb * 4);
+    if (g->head_frozen32) fn(ctx, g->head_frozen32, sizeof(float) * g->d.K);
+}
+
+extern "C" void cuda_vit_state_changed(CudaVit *g, long t) {
+    cuda_f32_to_bf16(g->tp16, g->tp, g->n_tp ? g->n_tp : 64);
+    g->t = t;
+    cuda_sync();
+}
+
 extern "C" size_t cuda_vit_param_bytes(const CudaVit *g) {
     return g->frozen_bytes + (size_t)(g->n_tp ? g->n_tp : 64) * 18 + (g->head_frozen32 ? sizeof(float) * g->d.K : 0);
 }
@@ -436,6 +732,10 @@ extern "C" void cuda_vit_free(CudaVit *g) {
     cuda_free(g->tv);
     cuda_free(g->tp16);
     cuda_free(g->head_frozen32);
+    cuda_free(g->gnorm_part);
+    cuda_free(g->hyper);
+    cuda_free(g->fold_jobs);
+    graphs_clear(g);
     free(g->host_img16);
     free(g->toff);
     free(g->train);

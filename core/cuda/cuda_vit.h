@@ -7,7 +7,7 @@
  * asynchronously, nothing is copied to the host unless asked (cuda_vit_loss, cuda_vit_download).
  * Supported today: adapters of kind "lora" on blocks.i.attn.qkv:q|k|v (any subset, any rank), head trainable
  * or frozen, every other backbone tensor frozen, AdamW (decay_all or per-tensor decay) with no gradient
- * clipping; anything else is refused at create with a message naming it. All device memory is allocated at
+ * clipping, label smoothing; anything else is refused at create with a message naming it. All device memory is allocated at
  * create (activations in one arena sized for max_batch), so steps never allocate.
  * The calls on a built CudaVit (set_batch, step, loss, download, ...) are in cuda_vit_desc.h. */
 #ifndef CORE_CUDA_CUDA_VIT_H
@@ -21,4 +21,12 @@
 /* NULL with err filled when the configuration is not supported or there is no GPU. The CudaVit keeps
  * pointers to the host tensors of m and ad (cuda_vit_download writes them): keep both alive. */
 CudaVit *cuda_vit_create(const ViT *m, const AdapterSet *ad, int max_batch, const OptConfig *oc, Error *err);
+/* The same for the runner: the optimizer's config, its step count and AdamW state (uploaded: a resumed run
+ * continues exactly; cuda_vit_download_optim writes them back for a checkpoint) and the gradient buffers
+ * (cuda_vit_download_grads) come from opt, whose sets must include m's and ad's ParamSets. */
+CudaVit *cuda_vit_create_opt(const ViT *m, const AdapterSet *ad, int max_batch, const Optimizer *opt,
+                             float label_smoothing, Error *err);
+/* 0 when cuda_vit_create would accept this model + adapters + optimizer (touches no GPU); else -1 with err
+ * naming what the GPU step does not support. */
+int cuda_vit_check(const ViT *m, const AdapterSet *ad, const OptConfig *oc, Error *err);
 #endif

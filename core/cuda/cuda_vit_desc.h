@@ -28,6 +28,34 @@ void cuda_vit_download(CudaVit *g);
 size_t cuda_vit_param_bytes(const CudaVit *g);
 size_t cuda_vit_arena_bytes(const CudaVit *g);
 void cuda_vit_free(CudaVit *g);
+/* Data parallelism and the runner (experiments/train_cuda.c):
+ * grad_scale multiplies the loss gradient (default 1; data parallel over G ranks: 1/G, so the summed
+ * gradients are the global batch's mean). The reduce hook (NULL: none) runs on the backend's stream after
+ * backward, before AdamW, with the trainable gradients (n f32, contiguous) and the step's loss (1 f32, the
+ * local batch's mean), both on the device: an all-reduce (sum) of both goes there (core/cuda/cuda_dp.h). */
+void cuda_vit_set_grad_scale(CudaVit *g, float scale);
+void cuda_vit_set_reduce(CudaVit *g, void (*fn)(void *ctx, float *grads, long n, float *loss), void *ctx);
+/* on = 1: each step also computes the global L2 norm of the trainable gradients (after the reduce). */
+void cuda_vit_set_grad_norm(CudaVit *g, int on);
+/* Waits; the last step's loss (after the reduce: the sum over ranks) and gradient norm (0 unless on). */
+void cuda_vit_stats(CudaVit *g, float *loss, float *grad_norm);
+/* Waits; copies the trainable gradients of the last step into the CvTrain host_grad buffers (where set). */
+void cuda_vit_download_grads(CudaVit *g);
+/* Waits; copies AdamW's m and v into the CvTrain host_m / host_v buffers (where set); returns the steps taken. */
+long cuda_vit_download_optim(CudaVit *g);
+/* Calls fn on every device buffer that holds the model's state (frozen weights, trainable f32 masters, AdamW m
+ * and v, the frozen head bias): a broadcast from rank 0 goes there. Then cuda_vit_state_changed(g, t) refreshes
+ * the bf16 copies of the trainable tensors and sets AdamW's step count to t. */
+void cuda_vit_each_state(CudaVit *g, void (*fn)(void *ctx, void *dev, size_t bytes), void *ctx);
+void cuda_vit_state_changed(CudaVit *g, long t);
+
+/* CUDA graphs (on by default; LORALAB_CUDA_GRAPH=0 in the environment turns them off at create): a batch
+ * size's first cuda_vit_step runs eagerly, the second is captured as one graph (forward, backward, gradient
+ * norm, AdamW) and later steps replay it, so a step costs one launch on the host. Steps run eagerly while the
+ * profiler is on or a reduce hook is set; set_grad_scale / set_reduce / set_grad_norm drop the graphs. on = 0
+ * drops them and runs every step eagerly (the same kernels: the results are identical). */
+void cuda_vit_set_graph(CudaVit *g, int on);
+
 /* Per-phase device times (events between phases; costs a sync per step while on). on = 1 starts (and clears)
  * the tally, 0 stops; print writes the mean per step by phase. */
 void cuda_vit_profile(CudaVit *g, int on);
@@ -48,6 +76,8 @@ typedef struct CvTrain {
     float *host; /* the host tensor (uploaded at create, written by download) */
     long n;
     int decay;   /* AdamW weight decay applies */
+    float *host_grad, *host_m, *host_v; /* optional (NULL): its gradient and AdamW state on the host; m, v are
+                                         * uploaded at create (a resumed run) and written by download_optim */
 } CvTrain;
 typedef struct CvDesc {
     int img, in_ch, patch, D, depth, heads, H, K, pool, max_batch;
@@ -58,6 +88,8 @@ typedef struct CvDesc {
     CvTrain *train;
     int n_train;
     float beta1, beta2, eps_adam, weight_decay;
+    float label_smoothing; /* of the cross-entropy (core/cpu/xent.h) */
+    long adam_t;           /* AdamW steps already taken (a resumed run; with host_m / host_v) */
 } CvDesc;
 /* Builds from a descriptor (host tensors f32; copied, the descriptor need not outlive the call except the
  * CvTrain host pointers); NULL with a message in err (>= 256 bytes) on failure. */

@@ -6,7 +6,8 @@
  * Prints one JSON line: ms per step and images per second (mean over the timed steps, after the warm-up, as
  * the peers measure), peak device memory (everything this process allocated through cuda_alloc: weights,
  * trainable state, activation arena, cuBLASLt workspace) and model TFLOP/s / MFU counted as in
- * BENCHMARKS.md (a frozen-weight LoRA step = 2 forward passes; the forward's GEMM FLOPs counted exactly). */
+ * BENCHMARKS.md (a frozen-weight LoRA step = 2 forward passes; the forward's GEMM FLOPs counted exactly);
+ * step_ms_no_graph: the same steps with the CUDA graph off (cuda_vit_set_graph). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,12 +63,21 @@ int main(int argc, char **argv) {
     double fwd = 2 * (NP * 768 * D + 12 * (T * D * 3 * D + T * D * D + 2 * T * D * H + 2 * T * T * D) + D * 100);
     double tflops = 2 * fwd * B / dt / 1e12;
     size_t peak = cuda_mem_peak();
+    /* the same steps without the CUDA graph (every kernel launched from the host), for comparison */
+    cuda_vit_set_graph(g, 0);
+    for (int s = 0; s < 3; s++) cuda_vit_step(g, 1e-3f);
+    cuda_vit_loss(g);
+    double te = now_seconds();
+    for (int s = 0; s < steps; s++) cuda_vit_step(g, 1e-3f);
+    cuda_vit_loss(g);
+    double dt_eager = (now_seconds() - te) / steps;
+    cuda_vit_set_graph(g, 1);
     printf("{\"engine\": \"loralab\", \"batch\": %d, \"step_ms\": %.2f, \"img_s\": %.0f, \"peak_gib\": %.2f, "
            "\"peak_gib_without_workspace\": %.2f, \"params_gib\": %.3f, \"arena_gib\": %.2f, \"tflops\": %.0f, "
-           "\"mfu_790\": %.3f, \"loss_first\": %.4f, \"loss_last\": %.4f, \"device\": \"%s\"}\n",
+           "\"mfu_790\": %.3f, \"loss_first\": %.4f, \"loss_last\": %.4f, \"step_ms_no_graph\": %.2f, \"device\": \"%s\"}\n",
            B, dt * 1e3, B / dt, peak / 1073741824.0, (peak - base) / 1073741824.0,
            cuda_vit_param_bytes(g) / 1073741824.0, cuda_vit_arena_bytes(g) / 1073741824.0, tflops, tflops / 790.0,
-           loss0, loss1, cuda_device_name());
+           loss0, loss1, dt_eager * 1e3, cuda_device_name());
     /* where the time goes: a few more steps with events between the phases (stderr) */
     cuda_vit_profile(g, 1);
     for (int s = 0; s < 5; s++) cuda_vit_step(g, 1e-3f);
