@@ -26,6 +26,15 @@ double eval_classifier(Model *m, const ImageSet *s, int batch, Arena *ar, double
     return (double)hits / s->n;
 }
 
+int train_check_inputs(const Model *m, const ImageSet *train, const TrainConfig *c, Error *err) {
+    if (c->batch <= 0 || c->batch > train->n)
+        return err_set(err, "trainer.batch %d must be between 1 and the training set size %d", c->batch, train->n);
+    if (train->C != m->in_ch || train->H != m->img_h || train->W != m->img_w)
+        return err_set(err, "dataset images are %dx%dx%d but the backbone expects %dx%dx%d", train->C, train->H,
+                       train->W, m->in_ch, m->img_h, m->img_w);
+    return 0;
+}
+
 void train_optimizer_init(Optimizer *opt, const OptConfig *oc, Model *m, AdapterSet *ad) {
     ParamSet *sets[2] = {m->params, ad ? &ad->params : NULL};
     optim_init(opt, oc, sets, ad ? 2 : 1);
@@ -37,11 +46,7 @@ int train_classifier(Model *m, AdapterSet *ad, Optimizer *opt, TrainState *st, c
     static const TrainHooks no_hooks = {0};
     if (!hooks) hooks = &no_hooks;
     memset(res, 0, sizeof *res);
-    if (c->batch <= 0 || c->batch > train->n)
-        return err_set(err, "trainer.batch %d must be between 1 and the training set size %d", c->batch, train->n);
-    if (train->C != m->in_ch || train->H != m->img_h || train->W != m->img_w)
-        return err_set(err, "dataset images are %dx%dx%d but the backbone expects %dx%dx%d", train->C, train->H,
-                       train->W, m->in_ch, m->img_h, m->img_w);
+    if (train_check_inputs(m, train, c, err)) return -1;
     int B = c->batch, K = m->n_classes, steps_per_epoch = train->n / B;
     long total = c->max_steps > 0 ? c->max_steps : (long)c->epochs * steps_per_epoch;
     Schedule sched = c->sched;

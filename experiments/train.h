@@ -67,6 +67,8 @@ typedef struct TrainResult {
 
 /* The optimizer over the model's and the adapters' (may be NULL) trainable views. */
 void train_optimizer_init(Optimizer *opt, const OptConfig *oc, Model *m, AdapterSet *ad);
+/* The batch fits the training set and the images are the backbone's shape (either trainer checks first). */
+int train_check_inputs(const Model *m, const ImageSet *train, const TrainConfig *c, Error *err);
 /* Trains the trainable views of m->params and of ad (may be NULL) with opt (whose state may come from a
  * checkpoint), from *state (zeroed for a fresh run) until the configured end; updates *state. Gradients
  * must be allocated. hooks may be NULL. */

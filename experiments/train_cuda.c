@@ -88,11 +88,7 @@ int train_classifier_cuda(Model *m, AdapterSet *ad, Optimizer *opt, TrainState *
     const DpState *dp = dp_state();
     int world = dp->world > 0 ? dp->world : 1, rank = dp->world > 0 ? dp->rank : 0;
     int parallel = dp->world > 0 && (dp->active || dp->rank > 0), lead = !parallel || rank == 0;
-    if (c->batch <= 0 || c->batch > train->n)
-        return err_set(err, "trainer.batch %d must be between 1 and the training set size %d", c->batch, train->n);
-    if (train->C != m->in_ch || train->H != m->img_h || train->W != m->img_w)
-        return err_set(err, "dataset images are %dx%dx%d but the backbone expects %dx%dx%d", train->C, train->H,
-                       train->W, m->in_ch, m->img_h, m->img_w);
+    if (train_check_inputs(m, train, c, err)) return -1;
     if (m->family != MODEL_VIT) return err_set(err, "the GPU trainer needs a ViT backbone");
     if (c->batch % world) return err_set(err, "trainer.batch %d is not a multiple of --gpus %d", c->batch, world);
     int B = c->batch, Bl = B / world, K = m->n_classes, steps_per_epoch = train->n / B;

@@ -492,14 +492,14 @@ fail:
     return -1;
 }
 
-int db_run_set_device(Db *db, const char *run_id, const char *device, Error *err) {
-    ASSERT(db && run_id && device);
+/* UPDATE runs SET <column> = value for one run, in its own transaction (what names the action in errors). */
+static int set_run_text(Db *db, const char *sql, const char *run_id, const char *value, const char *what, Error *err) {
     sqlite3_stmt *st = NULL;
     if (tx_begin(db, err)) return -1;
-    if (prep(db, "UPDATE runs SET device = ?2 WHERE id = ?1", &st, err)) goto fail;
+    if (prep(db, sql, &st, err)) goto fail;
     bind_text(st, 1, run_id);
-    bind_text(st, 2, device);
-    if (update_run(db, st, run_id, "set device", err)) goto fail;
+    bind_text(st, 2, value);
+    if (update_run(db, st, run_id, what, err)) goto fail;
     sqlite3_finalize(st);
     return tx_commit(db, err);
 fail:
@@ -508,20 +508,14 @@ fail:
     return -1;
 }
 
+int db_run_set_device(Db *db, const char *run_id, const char *device, Error *err) {
+    ASSERT(db && run_id && device);
+    return set_run_text(db, "UPDATE runs SET device = ?2 WHERE id = ?1", run_id, device, "set device", err);
+}
+
 int db_run_h5(Db *db, const char *run_id, const char *h5_path, Error *err) {
     ASSERT(db && run_id);
-    sqlite3_stmt *st = NULL;
-    if (tx_begin(db, err)) return -1;
-    if (prep(db, "UPDATE runs SET h5_path = ?2 WHERE id = ?1", &st, err)) goto fail;
-    bind_text(st, 1, run_id);
-    bind_text(st, 2, h5_path);
-    if (update_run(db, st, run_id, "set h5 path", err)) goto fail;
-    sqlite3_finalize(st);
-    return tx_commit(db, err);
-fail:
-    sqlite3_finalize(st);
-    tx_rollback(db);
-    return -1;
+    return set_run_text(db, "UPDATE runs SET h5_path = ?2 WHERE id = ?1", run_id, h5_path, "set h5 path", err);
 }
 
 int db_put_results(Db *db, const char *run_id, const char *const *keys, const double *values,
