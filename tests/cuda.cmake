@@ -9,6 +9,11 @@ if(LORALAB_HAVE_CUDA)
   # the two-kernel attention backward (dQ, then dK / dV), which the one-kernel backward replaced for T <= 208
   add_test(NAME parity_attention_twopass COMMAND test_parity attention)
   set_tests_properties(parity_attention_twopass PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_ATTENTION=twopass)
+  # the previous GELU math behind its switch (libdevice erff): op parity and whole LoRA steps
+  add_test(NAME parity_gelu_erff COMMAND test_parity gelu)
+  set_tests_properties(parity_gelu_erff PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_GELU=erff)
+  add_test(NAME parity_vit_step_gelu_erff COMMAND test_parity vit_step)
+  set_tests_properties(parity_vit_step_gelu_erff PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_GELU=erff)
 endif()
 # The runner's device switch (device: auto|cpu|cuda) and the NCCL data-parallel path (tests/test_device.sh):
 # it_device_errors runs without a GPU (SKIP with one), it_device_cpu_cuda with one (SKIP without).

@@ -169,8 +169,7 @@ static void case_layernorm(int N, int C) {
     free(dinp); free(dw); free(db);
 }
 
-static void case_gelu_add(void) {
-    long n = 4099; /* not a multiple of 8: the scalar tail runs too */
+static void case_gelu_add(long n) {
     printf("gelu / add n %ld\n", n);
     float *x = rnd(n, -5, 5), *y = rnd(n, -1, 1), *dout = rnd(n, -1, 1), *dinp0 = rnd(n, -1, 1);
     float *out = malloc(sizeof(float) * n), *dinp = dup(dinp0, n);
@@ -185,6 +184,24 @@ static void case_gelu_add(void) {
     gelu_backward(dinp, dout, x, n);
     cuda_gelu_backward(gdout, gdout, gx, n, 0); /* in place, as the ViT step does */
     cmp16("gelu backward (in place)", gdout, dinp, n, 1e-2);
+    /* the erff kernels (LORALAB_GELU=erff) against the CPU and against the 7.1.26 kernels: at most one bf16 ulp
+     * apart (2^-7 of the largest value) */
+    bf16 *gout_as = poisoned16(n), *gd_as = up16(dout, n), *gd_erff = up16(dout, n);
+    cuda_gelu_forward(gout_as, gx, n);
+    cuda_gelu_backward(gd_as, gd_as, gx, n, 0);
+    cuda_set_gelu_erff(1);
+    cuda_poison(gout, n * sizeof(bf16));
+    cuda_gelu_forward(gout, gx, n);
+    cuda_gelu_backward(gd_erff, gd_erff, gx, n, 0);
+    cuda_set_gelu_erff(0);
+    gelu_forward(out, x, n);
+    cmp16("gelu forward (erff)", gout, out, n, 1e-2);
+    cmp16("gelu backward (erff)", gd_erff, dinp, n, 1e-2);
+    float *h_erff = down16(gout, n), *hd_erff = down16(gd_erff, n);
+    cmp16("gelu forward: 7.1.26 vs erff", gout_as, h_erff, n, 7.9e-3);
+    cmp16("gelu backward: 7.1.26 vs erff", gd_as, hd_erff, n, 7.9e-3);
+    free(h_erff); free(hd_erff);
+    cuda_free(gout_as); cuda_free(gd_as); cuda_free(gd_erff);
     add_forward(out, x, y, n);
     cuda_poison(gout, n * sizeof(bf16));
     cuda_add_forward(gout, gx, gy, n);
@@ -736,7 +753,10 @@ int main(int argc, char **argv) {
         case_linear(256, 128, 384, 1); /* aligned, with the fused residual */
     }
     if (CASE("layernorm")) { case_layernorm(50, 96); case_layernorm(33, 768); }
-    if (CASE("gelu")) case_gelu_add();
+    if (CASE("gelu")) {
+        case_gelu_add(4099); /* not a multiple of 8: the scalar tail runs too */
+        case_gelu_add(4104); /* a multiple of 8, not of a thread's 16 */
+    }
     if (CASE("xent")) { case_xent(37, 100, 0.0f); case_xent(64, 10, 0.1f); }
     if (CASE("adamw")) case_adamw();
     if (CASE("lora")) case_lora();

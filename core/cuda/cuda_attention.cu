@@ -62,6 +62,14 @@ __device__ __forceinline__ void load_a64(uint32_t a[4][4], const bf16d *sm, int 
     for (int kk = 0; kk < 4; kk++)
         ldsm_x4(a[kk], sm + (r0 + (lane % 8) + ((lane / 8) % 2) * 8) * FA_LD + kk * 16 + (lane / 16) * 8);
 }
+/* 2^x (MUFU.EX2; ex2(-inf) = 0): the kernels keep scores in log2 units (scale log2(e) folded into one FMA) */
+__device__ __forceinline__ float fa_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+#define FA_LOG2E 1.44269504088896340736f
+#define FA_LN2 0.69314718055994530942f
 /* acc (16 x 32: 4 n-tiles) = A (16 x 64) * Bst^T, Bst row-major [n][64] (rows n0..n0+31) */
 __device__ __forceinline__ void mm_abt(float acc[4][4], const uint32_t a[4][4], const bf16d *sm, int n0, int lane) {
 #pragma unroll
@@ -126,10 +134,11 @@ __device__ __forceinline__ float quad_sum(float v) {
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-/* mode 0: out, lse. mode 1 (backward step 1): D[row] = rowsum(dout * O) */
+/* mode 0: out, lse. mode 1 (backward step 1): D[row] = rowsum(dout * O). Scores are kept in log2 units (scale
+ * log2(e) folded in, an ex2 per score). */
+template <int mode>
 __global__ void __launch_bounds__(256) flash_forward_kernel(bf16d *out, float *lse, float *Dout, const bf16d *dout,
-                                                            const bf16d *qkv, int T, int C, int NH, int TP, float scale,
-                                                            int mode) {
+                                                            const bf16d *qkv, int T, int C, int NH, int TP, float scale) {
     extern __shared__ __align__(16) unsigned char smraw[];
     int rows = blockDim.x / 2; /* 16 query rows per warp */
     bf16d *Ks = (bf16d *)smraw, *Vs = Ks + TP * FA_LD, *Qs = Vs + TP * FA_LD;
@@ -144,6 +153,7 @@ __global__ void __launch_bounds__(256) flash_forward_kernel(bf16d *out, float *l
     if (q0 + warp * 16 >= T) return;
     uint32_t qa[4][4];
     load_a64(qa, Qs, warp * 16, lane);
+    float scale2 = scale * FA_LOG2E;
     float o[8][4];
 #pragma unroll
     for (int n = 0; n < 8; n++)
@@ -159,21 +169,21 @@ __global__ void __launch_bounds__(256) flash_forward_kernel(bf16d *out, float *l
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int col = k0 + n * 8 + 2 * t + (e & 1);
-                s[n][e] = col < T ? s[n][e] * scale : -INFINITY;
+                s[n][e] = col < T ? s[n][e] * scale2 : -INFINITY;
                 mx[e / 2] = fmaxf(mx[e / 2], s[n][e]);
             }
         float alpha[2], rs[2] = {0.0f, 0.0f};
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             float mn = fmaxf(m[r], quad_max(mx[r]));
-            alpha[r] = __expf(m[r] - mn);
+            alpha[r] = fa_ex2(m[r] - mn);
             m[r] = mn;
         }
 #pragma unroll
         for (int n = 0; n < 4; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                s[n][e] = __expf(s[n][e] - m[e / 2]);
+                s[n][e] = fa_ex2(s[n][e] - m[e / 2]);
                 rs[e / 2] += s[n][e];
             }
 #pragma unroll
@@ -210,7 +220,7 @@ __global__ void __launch_bounds__(256) flash_forward_kernel(bf16d *out, float *l
         float d = quad_sum(dsum[r]);
         if (row[r] < T && t == 0) {
             long li = (long)bh * T + row[r];
-            if (mode == 0) lse[li] = m[r] + logf(l[r]);
+            if (mode == 0) lse[li] = m[r] * FA_LN2 + logf(l[r]);
             else Dout[li] = d;
         }
     }
@@ -399,7 +409,7 @@ __global__ void __launch_bounds__(32 * FA1_MAX_WARPS, 1)
     for (int q = threadIdx.x; q < TP; q += blockDim.x) {
         float L = 0.0f, d = 0.0f;
         if (q < T) {
-            L = lse[(long)bh * T + q];
+            L = lse[(long)bh * T + q] * FA_LOG2E;
             if (Dv) {
                 d = Dv[(long)bh * T + q];
             } else {
@@ -419,6 +429,7 @@ __global__ void __launch_bounds__(32 * FA1_MAX_WARPS, 1)
     cp_wait(nq - 1); /* K, V and the first query tile */
     __syncthreads();
     int k0w = warp * 16, active = k0w < T;
+    float scale2 = scale * FA_LOG2E; /* Ls holds lse log2(e) */
     float dk[8][4], dv[8][4];
 #pragma unroll
     for (int n = 0; n < 8; n++)
@@ -439,7 +450,7 @@ __global__ void __launch_bounds__(32 * FA1_MAX_WARPS, 1)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int col = q0 + n * 8 + 2 * t + (e & 1), key = k0w + g + 8 * (e / 2);
-                    float p = col < T && key < T ? __expf(s[n][e] * scale - Ls[col]) : 0.0f;
+                    float p = col < T && key < T ? fa_ex2(fmaf(s[n][e], scale2, -Ls[col])) : 0.0f;
                     s[n][e] = p;
                     dp[n][e] = p * (dp[n][e] - Ds[col]);
                 }
@@ -539,7 +550,9 @@ static void flash_attrs(void) {
     if (done) return;
     CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)bwd1_smem(pad32(FA1_MAX_T), FA1_MAX_T)));
-    CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<0>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)fwd_smem(256, 16 * FA_FWD_WARPS)));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)fwd_smem(256, 16 * FA_FWD_WARPS)));
     CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)dq_smem(256, 16 * FA_FWD_WARPS)));
@@ -639,8 +652,8 @@ extern "C" void cuda_attention_forward(bf16 *out, float *lse, const bf16 *qkv, i
         flash_attrs();
         int TP = pad32(T), w = warps_per_block(T, FA_FWD_WARPS);
         dim3 grid(cdiv(T, 16 * w), cnt);
-        flash_forward_kernel<<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>((bf16d *)out, lse, NULL, NULL,
-                                                                          (const bf16d *)qkv, T, C, NH, TP, scale, 0);
+        flash_forward_kernel<0><<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>((bf16d *)out, lse, NULL, NULL,
+                                                                             (const bf16d *)qkv, T, C, NH, TP, scale);
         LAUNCH_CHECK();
         return;
     }
@@ -695,9 +708,8 @@ extern "C" void cuda_attention_backward(bf16 *dqkv, const bf16 *dout, const bf16
         dim3 grid(cdiv(T, 16 * w), cnt), gridk(cdiv(T, 16 * wk), cnt);
         if (use_fused_bwd(T)) {
             if (!out) { /* D from O recomputed in registers; with O saved the kernel computes D itself */
-                flash_forward_kernel<<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>(NULL, NULL, Dv, (const bf16d *)dout,
-                                                                                  (const bf16d *)qkv, T, C, NH, TP,
-                                                                                  scale, 1);
+                flash_forward_kernel<1><<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>(
+                    NULL, NULL, Dv, (const bf16d *)dout, (const bf16d *)qkv, T, C, NH, TP, scale);
                 LAUNCH_CHECK();
             }
             int nk = (T + 15) / 16, warps = nk > 8 ? nk : 8;
@@ -711,8 +723,8 @@ extern "C" void cuda_attention_backward(bf16 *dqkv, const bf16 *dout, const bf16
             attn_rowdot_kernel<<<cdiv((long)B * T * NH, 256), 256, 0, S_>>>(Dv, (const bf16d *)dout, (const bf16d *)out, B,
                                                                           T, C, NH);
         else /* from O recomputed in registers */
-            flash_forward_kernel<<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>(NULL, NULL, Dv, (const bf16d *)dout,
-                                                                              (const bf16d *)qkv, T, C, NH, TP, scale, 1);
+            flash_forward_kernel<1><<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>(
+                NULL, NULL, Dv, (const bf16d *)dout, (const bf16d *)qkv, T, C, NH, TP, scale);
         LAUNCH_CHECK();
         flash_dq_kernel<<<grid, 32 * w, dq_smem(TP, 16 * w), S_>>>((bf16d *)dqkv, (const bf16d *)dout, (const bf16d *)qkv,
                                                                     lse, Dv, T, C, NH, TP, scale, accumulate);

@@ -3,6 +3,8 @@
  * with shuffles (f32), cross-row reductions (bias / LayerNorm parameter grads) shared-memory partials plus one
  * atomicAdd per block and column. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda_internal.cuh"
 #include "cuda_ops.h"
@@ -276,61 +278,121 @@ struct alignas(16) Pack8 {
     bf16d v[8];
 };
 
+/* erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7, the CPU engine's erf_fast, core/cpu/activations.c):
+ * erf(a) = 1 - poly(t) exp(-a^2), t = 1 / (1 + p a), a >= 0. With a = |v| / sqrt(2), q = 0.5 poly(t) exp(-v^2 / 2)
+ * is the normal tail, so Phi(v) = 1 - q (v >= 0) or q (v < 0), and the exp is shared with the pdf the backward
+ * needs: one rcp and one ex2 (MUFU) and ~12 FMAs per element instead of libdevice's erff plus an exp. */
+__device__ __forceinline__ float ex2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+/* Phi(v) and e = exp(-v^2 / 2) */
+__device__ __forceinline__ float normal_cdf_as(float v, float *e) {
+    float a = fabsf(v) * INV_SQRT2;
+    float t = __fdividef(1.0f, fmaf(0.3275911f, a, 1.0f));
+    float poly = t * fmaf(t, fmaf(t, fmaf(t, fmaf(t, 1.061405429f, -1.453152027f), 1.421413741f), -0.284496736f),
+                          0.254829592f);
+    *e = ex2_approx(-0.72134752044448170368f * v * v); /* exp(-v^2 / 2) = 2^(-v^2 log2(e) / 2) */
+    float q = 0.5f * poly * *e;
+    return v >= 0.0f ? 1.0f - q : q;
+}
+__device__ __forceinline__ float gelu_f(float v, int erff_path) {
+    if (erff_path) return 0.5f * v * (1.0f + erff(v * INV_SQRT2));
+    float e;
+    return v * normal_cdf_as(v, &e);
+}
+/* gelu'(v) = Phi(v) + v phi(v) */
+__device__ __forceinline__ float gelu_grad_f(float v, int erff_path) {
+    if (erff_path)
+        return 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT_2PI * __expf(-0.5f * v * v);
+    float e, cdf = normal_cdf_as(v, &e);
+    return cdf + v * INV_SQRT_2PI * e;
+}
+
+/* GELU_PACKS packs of 8 bf16 (16 bytes) per thread, every load issued before the math (more bytes in flight per
+ * SM); the scalar tail for n % 8 (or unaligned pointers: the launchers assert 16-byte alignment). */
+#define GELU_PACKS 2
+template <int ERFF>
 __global__ void gelu_forward_kernel(bf16d *out, const bf16d *inp, long n) {
-    long i = (blockIdx.x * (long)blockDim.x + threadIdx.x) * 8;
-    if (i + 8 <= n) {
-        Pack8 x = *(const Pack8 *)(inp + i), o;
+    long i0 = (blockIdx.x * (long)blockDim.x + threadIdx.x) * 8 * GELU_PACKS;
+    Pack8 x[GELU_PACKS];
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            float v = __bfloat162float(x.v[k]);
-            o.v[k] = __float2bfloat16_rn(0.5f * v * (1.0f + erff(v * INV_SQRT2)));
-        }
-        *(Pack8 *)(out + i) = o;
-    } else {
-        for (; i < n; i++) {
-            float v = __bfloat162float(inp[i]);
-            out[i] = __float2bfloat16_rn(0.5f * v * (1.0f + erff(v * INV_SQRT2)));
+    for (int p = 0; p < GELU_PACKS; p++)
+        if (i0 + 8 * p + 8 <= n) x[p] = *(const Pack8 *)(inp + i0 + 8 * p);
+#pragma unroll
+    for (int p = 0; p < GELU_PACKS; p++) {
+        long i = i0 + 8 * p;
+        if (i + 8 <= n) {
+            Pack8 o;
+#pragma unroll
+            for (int k = 0; k < 8; k++) o.v[k] = __float2bfloat16_rn(gelu_f(__bfloat162float(x[p].v[k]), ERFF));
+            *(Pack8 *)(out + i) = o;
+        } else {
+            for (; i < n && i < i0 + 8 * p + 8; i++) out[i] = __float2bfloat16_rn(gelu_f(__bfloat162float(inp[i]), ERFF));
         }
     }
 }
 
+template <int ERFF>
 __global__ void gelu_backward_kernel(bf16d *dinp, const bf16d *dout, const bf16d *inp, long n, int accumulate) {
-    long i = (blockIdx.x * (long)blockDim.x + threadIdx.x) * 8;
-    long e = i + 8 <= n ? i + 8 : n;
-    if (i + 8 <= n) {
-        Pack8 x = *(const Pack8 *)(inp + i), d = *(const Pack8 *)(dout + i), o;
-        if (accumulate) o = *(const Pack8 *)(dinp + i);
+    long i0 = (blockIdx.x * (long)blockDim.x + threadIdx.x) * 8 * GELU_PACKS;
+    Pack8 x[GELU_PACKS], d[GELU_PACKS], a[GELU_PACKS];
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            float v = __bfloat162float(x.v[k]);
-            float cdf = 0.5f * (1.0f + erff(v * INV_SQRT2)), pdf = INV_SQRT_2PI * __expf(-0.5f * v * v);
-            float g = __bfloat162float(d.v[k]) * (cdf + v * pdf);
-            if (accumulate) g += __bfloat162float(o.v[k]);
-            o.v[k] = __float2bfloat16_rn(g);
+    for (int p = 0; p < GELU_PACKS; p++)
+        if (i0 + 8 * p + 8 <= n) {
+            x[p] = *(const Pack8 *)(inp + i0 + 8 * p);
+            d[p] = *(const Pack8 *)(dout + i0 + 8 * p);
+            if (accumulate) a[p] = *(const Pack8 *)(dinp + i0 + 8 * p);
         }
-        *(Pack8 *)(dinp + i) = o;
-    } else {
-        for (; i < e; i++) {
-            float v = __bfloat162float(inp[i]);
-            float cdf = 0.5f * (1.0f + erff(v * INV_SQRT2)), pdf = INV_SQRT_2PI * __expf(-0.5f * v * v);
-            float g = __bfloat162float(dout[i]) * (cdf + v * pdf);
-            if (accumulate) g += __bfloat162float(dinp[i]);
-            dinp[i] = __float2bfloat16_rn(g);
+#pragma unroll
+    for (int p = 0; p < GELU_PACKS; p++) {
+        long i = i0 + 8 * p;
+        if (i + 8 <= n) {
+            Pack8 o;
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                float g = __bfloat162float(d[p].v[k]) * gelu_grad_f(__bfloat162float(x[p].v[k]), ERFF);
+                if (accumulate) g += __bfloat162float(a[p].v[k]);
+                o.v[k] = __float2bfloat16_rn(g);
+            }
+            *(Pack8 *)(dinp + i) = o;
+        } else {
+            for (; i < n && i < i0 + 8 * p + 8; i++) {
+                float g = __bfloat162float(dout[i]) * gelu_grad_f(__bfloat162float(inp[i]), ERFF);
+                if (accumulate) g += __bfloat162float(dinp[i]);
+                dinp[i] = __float2bfloat16_rn(g);
+            }
         }
     }
 }
 
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
+/* LORALAB_GELU=erff: libdevice's erff (the previous kernels' math) instead of the 7.1.26 form */
+static int g_gelu_erff = -1;
+static int gelu_erff(void) {
+    if (g_gelu_erff < 0) {
+        const char *e = getenv("LORALAB_GELU");
+        g_gelu_erff = e && strcmp(e, "erff") == 0;
+    }
+    return g_gelu_erff;
+}
+extern "C" void cuda_set_gelu_erff(int on) { g_gelu_erff = on != 0; }
+
 extern "C" void cuda_gelu_forward(bf16 *out, const bf16 *inp, long n) {
     CUDA_ASSERT(aligned16(out) && aligned16(inp));
-    gelu_forward_kernel<<<cdiv(cdiv(n, 8), 256), 256, 0, S>>>(D16(out), D16(inp), n);
+    unsigned grid = cdiv(cdiv(n, 8 * GELU_PACKS), 256);
+    if (gelu_erff()) gelu_forward_kernel<1><<<grid, 256, 0, S>>>(D16(out), D16(inp), n);
+    else gelu_forward_kernel<0><<<grid, 256, 0, S>>>(D16(out), D16(inp), n);
     LAUNCH_CHECK();
 }
 
 extern "C" void cuda_gelu_backward(bf16 *dinp, const bf16 *dout, const bf16 *inp, long n, int accumulate) {
     CUDA_ASSERT(aligned16(dinp) && aligned16(dout) && aligned16(inp));
-    gelu_backward_kernel<<<cdiv(cdiv(n, 8), 256), 256, 0, S>>>(D16(dinp), D16(dout), D16(inp), n, accumulate);
+    unsigned grid = cdiv(cdiv(n, 8 * GELU_PACKS), 256);
+    if (gelu_erff()) gelu_backward_kernel<1><<<grid, 256, 0, S>>>(D16(dinp), D16(dout), D16(inp), n, accumulate);
+    else gelu_backward_kernel<0><<<grid, 256, 0, S>>>(D16(dinp), D16(dout), D16(inp), n, accumulate);
     LAUNCH_CHECK();
 }
 

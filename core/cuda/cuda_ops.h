@@ -45,6 +45,10 @@ void cuda_layernorm_backward_ld(bf16 *dinp, float *dw, float *db, const bf16 *do
  * accumulate = 0 (in place). */
 void cuda_gelu_forward(bf16 *out, const bf16 *inp, long n);
 void cuda_gelu_backward(bf16 *dinp, const bf16 *dout, const bf16 *inp, long n, int accumulate);
+/* The erf inside: Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7, as the CPU's; one exp shared by Phi and the
+ * pdf). on = 1 (or LORALAB_GELU=erff in the environment) switches to libdevice's erff, the previous kernels'
+ * math (tests compare both paths). */
+void cuda_set_gelu_erff(int on);
 /* out (n) = a + b; in-place safe. */
 void cuda_add_forward(bf16 *out, const bf16 *a, const bf16 *b, long n);
 
