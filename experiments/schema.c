@@ -180,8 +180,8 @@ static const SchemaKey METRICS_KEYS[] = {
     {"info_loss", SCHEMA_BOOL, .def = "true", .doc = "information loss per layer at recorded steps"},
     {"info_loss_decompose", SCHEMA_BOOL, .def = "true",
      .doc = "total / irreducible / reducible against the pretrained point"},
-    {"info_loss_reference", SCHEMA_ENUM, .def = "pretrained", .values = VALUES("pretrained", "teacher"),
-     .doc = "where G_full is taken: the backbone, or the backbone + ABM's teacher adapter (method.params.abm.teacher)"},
+    {"info_loss_reference", SCHEMA_ENUM, .values = VALUES("pretrained", "teacher"), /* no .def: keeps run ids */
+     .doc = "(default pretrained) where G_full is taken: the backbone, or the backbone + ABM's teacher adapter (method.params.abm.teacher)"},
     {"grad_var", SCHEMA_MAP, .keys = GRAD_VAR_KEYS, .doc = "gradient variance of A and B"},
     {"drift", SCHEMA_BOOL, .def = "true", .doc = "at the end: cosine and spectral norm of final - init"},
     {"spectra", SCHEMA_BOOL, .def = "true", .doc = "at the end: singular values of each final dW"},
