@@ -671,39 +671,6 @@ static void test_lora_xs(const char *runexp, const char *cfg) {
 }
 
 /* ---- it_metrics_resume ------------------------------------------------------------------------------- */
-/* runexp with args (NULL-terminated); with kill_after, SIGKILL once stdout shows that text. Exit status, or
- * 128 + signal; the tail of the output in out. */
-static int run_killable(const char *runexp, const char *const *args, const char *kill_after, char *out, size_t cap) {
-    int fd[2];
-    ASSERT(pipe(fd) == 0);
-    pid_t p = fork();
-    if (p == 0) {
-        dup2(fd[1], 1);
-        dup2(fd[1], 2);
-        close(fd[0]);
-        const char *argv[16] = {runexp};
-        int n = 1;
-        for (; args[n - 1] && n < 15; n++) argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(runexp, (char *const *)argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    size_t len = 0;
-    int sent = 0;
-    ssize_t k;
-    while ((k = read(fd[0], out + len, cap - 1 - len)) > 0) {
-        len += (size_t)k;
-        out[len] = 0;
-        if (kill_after && !sent && strstr(out, kill_after)) kill(p, SIGKILL), sent = 1;
-        if (len + 1 >= cap) len = 0;
-    }
-    close(fd[0]);
-    int st;
-    waitpid(p, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 /* Series whose values are wall time or memory: they differ between any two runs. */
 static int timing_series(const char *name) {
     return !strcmp(name, "train/img_s") || !strcmp(name, "init/abm_cost");
@@ -756,10 +723,10 @@ static void test_resume(const char *runexp, const char *cfg) {
     snprintf(ob, sizeof ob, "output=%s", b);
     const char *full[] = {cfg, oa, "--threads", "1", "--log-every", "5", NULL};
     const char *killed[] = {cfg, ob, "--threads", "1", "--log-every", "5", NULL};
-    CHECK_MSG(run_killable(runexp, full, NULL, out, sizeof out) == 0, "uninterrupted run failed:\n%s", out);
-    int rc = run_killable(runexp, killed, "step 35/60", out, sizeof out);
+    CHECK_MSG(test_run_program(runexp, full, NULL, SIGKILL, out, sizeof out) == 0, "uninterrupted run failed:\n%s", out);
+    int rc = test_run_program(runexp, killed, "step 35/60", SIGKILL, out, sizeof out);
     CHECK_MSG(rc == 128 + SIGKILL, "the run was not killed (exit %d): it finished before step 35?", rc);
-    rc = run_killable(runexp, killed, NULL, out, sizeof out);
+    rc = test_run_program(runexp, killed, NULL, SIGKILL, out, sizeof out);
     const char *res = strstr(out, "resumed at step ");
     long at = res ? atol(res + 16) : -1;
     CHECK_MSG(rc == 0 && at >= 30 && at < 60 && at % 10 == 0, "rerun exit %d, resumed at %ld:\n%s", rc, at, out);

@@ -19,37 +19,8 @@
 static const char *RUNEXP, *CFG;
 static char tmp[256];
 
-/* Runs runexp with args; if kill_after_line is set, sends sig once a stdout line contains it. Returns the exit
- * status (or 128 + signal) and the output in out. */
 static int run(char *out, size_t cap, const char *kill_after, int sig, const char *const *args) {
-    int fd[2];
-    ASSERT(pipe(fd) == 0);
-    pid_t p = fork();
-    if (p == 0) {
-        dup2(fd[1], 1);
-        dup2(fd[1], 2);
-        close(fd[0]);
-        const char *argv[16] = {RUNEXP};
-        int n = 1;
-        for (; args[n - 1]; n++) argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(RUNEXP, (char *const *)argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    size_t len = 0;
-    int sent = 0;
-    ssize_t k;
-    while ((k = read(fd[0], out + len, cap - 1 - len)) > 0) {
-        len += (size_t)k;
-        out[len] = 0;
-        if (kill_after && !sent && strstr(out, kill_after)) { kill(p, sig); sent = 1; }
-        if (len + 1 >= cap) len = 0; /* keep reading; only the tail matters */
-    }
-    close(fd[0]);
-    int st;
-    waitpid(p, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return test_run_program(RUNEXP, args, kill_after, sig, out, cap);
 }
 
 static int series(const char *out_dir, const char *id, double **v, int64_t *n) {

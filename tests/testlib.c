@@ -1,5 +1,10 @@
 #include "testlib.h"
+#include "core/common.h"
+#include <signal.h>
 #include <stddef.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int test_failures = 0;
 int test_checks = 0;
@@ -20,4 +25,37 @@ double max_rel_err(const float *a, const float *b, size_t n, double floor, size_
 int test_finish(const char *name) {
     printf("%s: %d checks, %d failed\n", name, test_checks, test_failures);
     return test_failures ? 1 : 0;
+}
+
+int test_run_program(const char *prog, const char *const *args, const char *kill_after, int sig, char *out,
+                     size_t cap) {
+    int fd[2];
+    ASSERT(pipe(fd) == 0 && cap > 1);
+    pid_t p = fork();
+    if (p == 0) {
+        dup2(fd[1], 1);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        const char *argv[32] = {prog};
+        int n = 1;
+        for (; args[n - 1] && n < 31; n++) argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(prog, (char *const *)argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t len = 0;
+    int sent = 0;
+    ssize_t k;
+    out[0] = 0;
+    while ((k = read(fd[0], out + len, cap - 1 - len)) > 0) {
+        len += (size_t)k;
+        out[len] = 0;
+        if (kill_after && !sent && strstr(out, kill_after)) { kill(p, sig); sent = 1; }
+        if (len + 1 >= cap) len = 0; /* keep reading; only the tail matters */
+    }
+    close(fd[0]);
+    int st;
+    waitpid(p, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -38,4 +38,8 @@ extern int test_checks;
 double max_rel_err(const float *a, const float *b, size_t n, double floor, size_t *where);
 /* Prints "N checks, M failed" and returns the exit code. */
 int test_finish(const char *name);
+/* Runs prog with args (NULL-terminated, at most 30), stdout and stderr into out (the tail when it overflows);
+ * with kill_after, sends sig once the output contains that text. Returns the exit status, or 128 + signal. */
+int test_run_program(const char *prog, const char *const *args, const char *kill_after, int sig, char *out,
+                     size_t cap);
 #endif
