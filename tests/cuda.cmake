@@ -9,6 +9,15 @@ if(LORALAB_HAVE_CUDA)
   # the two-kernel attention backward (dQ, then dK / dV), which the one-kernel backward replaced for T <= 208
   add_test(NAME parity_attention_twopass COMMAND test_parity attention)
   set_tests_properties(parity_attention_twopass PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_ATTENTION=twopass)
+  # the cluster attention backward (2 blocks per head; T <= 208), the measured slower alternative to the one kernel
+  # (parity_attention also compares the two directly)
+  add_test(NAME parity_attention_cluster COMMAND test_parity attention)
+  set_tests_properties(parity_attention_cluster PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_ATTENTION=cluster)
+  add_test(NAME parity_vit_step_attention_cluster COMMAND test_parity vit_step)
+  set_tests_properties(parity_vit_step_attention_cluster PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_ATTENTION=cluster)
+  # the attention kernels alone (cudaEvents; not a test): bench_attention [batch (64)] [iterations (50)]
+  add_executable(bench_attention ${PROJECT_SOURCE_DIR}/scripts/bench/bench_attention.cu)
+  target_link_libraries(bench_attention PRIVATE ll_core)
   # the previous GELU math behind its switch (libdevice erff): op parity and whole LoRA steps
   add_test(NAME parity_gelu_erff COMMAND test_parity gelu)
   set_tests_properties(parity_gelu_erff PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_GELU=erff)

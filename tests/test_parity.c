@@ -340,6 +340,24 @@ static void case_attention(int B, int T, int C, int NH) {
     cuda_upload_bf16(gdq, dqkv0, nq);
     cuda_attention_backward(gdq, gdout, gq, gout, glse, B, T, C, NH, scratch, 1);
     cmp16("backward dqkv (accumulate)", gdq, dqkv, nq, 3e-2);
+    if (C / NH == 64 && T <= 208) { /* the cluster backward vs the one-block-per-head kernel; run to run */
+        bf16 *gref = poisoned16(nq);
+        cuda_set_attention_mode("onekernel");
+        cuda_attention_backward(gref, gdout, gq, gout, glse, B, T, C, NH, scratch, 0);
+        float *ref = down16(gref, nq);
+        cuda_set_attention_mode("cluster");
+        cuda_poison(gdq, nq * sizeof(bf16));
+        cuda_attention_backward(gdq, gdout, gq, gout, glse, B, T, C, NH, scratch, 0);
+        cmp16("cluster vs onekernel", gdq, ref, nq, 3e-2);
+        cuda_poison(gref, nq * sizeof(bf16));
+        cuda_attention_backward(gref, gdout, gq, gout, glse, B, T, C, NH, scratch, 0);
+        float *a = down16(gdq, nq), *b2 = down16(gref, nq);
+        CHECK_MSG(memcmp(a, b2, nq * sizeof(float)) == 0, "cluster backward: two runs differ (not deterministic)");
+        printf("  cluster backward: two runs bit-identical: %s\n", memcmp(a, b2, nq * sizeof(float)) ? "no" : "yes");
+        cuda_set_attention_mode(NULL);
+        cuda_free(gref);
+        free(ref); free(a); free(b2);
+    }
     cuda_free(gq); cuda_free(gout); cuda_free(gdout); cuda_free(gdq); cuda_free(glse); cuda_free(scratch);
     free(qkv); free(dout); free(dqkv0); free(out); free(att); free(dqkv);
 }

@@ -10,10 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cooperative_groups.h>
+
 #include "cuda_internal.cuh"
 #include "cuda_ops.h"
 
 #define S_ g_cuda.stream
+namespace cg = cooperative_groups;
 
 static int pad8(int t) { return (t + 7) & ~7; }
 
@@ -26,7 +29,7 @@ static int pad8(int t) { return (t + 7) & ~7; }
  * to 72 elements (no bank conflicts). Scores never leave registers:
  *   forward: online softmax over key tiles; writes O and lse;
  *   backward, T <= 208: one kernel per (image, head) (flash_bwd_fused_kernel, below: S and dP once, dQ from
- *   dS kept in shared memory); otherwise (or LORALAB_ATTENTION=twopass) two kernels:
+ *   dS kept in shared memory; LORALAB_ATTENTION=cluster: flash_bwd_cluster_kernel, 2 blocks per head); otherwise (or LORALAB_ATTENTION=twopass) two kernels:
  *   (1) D = rowsum(dO * O), from the saved O (or from the forward run again, O in registers);
  *   (2) per query tile: S, P = exp(S - lse), dP = dO V^T, dS = P (dP - D), dQ = scale dS K;
  *   (3) per key tile: S^T, P^T, dP^T = V dO^T, dS^T, dV = P^T dO, dK = scale dS^T Q. No atomics. */
@@ -102,6 +105,45 @@ __device__ __forceinline__ void mm_pb(float acc[8][4], const uint32_t pa[2][4], 
 __device__ __forceinline__ void c_to_a(uint32_t pa[2][4], const float s[4][4]) {
 #pragma unroll
     for (int c = 0; c < 2; c++) {
+        pa[c][0] = pack2(s[2 * c][0], s[2 * c][1]);
+        pa[c][1] = pack2(s[2 * c][2], s[2 * c][3]);
+        pa[c][2] = pack2(s[2 * c + 1][0], s[2 * c + 1][1]);
+        pa[c][3] = pack2(s[2 * c + 1][2], s[2 * c + 1][3]);
+    }
+}
+/* The same three for NT n-tiles of 8 (mm_abt_n: acc 16 x 8 NT) and KC k-chunks of 16 (mm_pb_n, c_to_a_n) */
+template <int NT>
+__device__ __forceinline__ void mm_abt_n(float acc[NT][4], const uint32_t a[4][4], const bf16d *sm, int n0, int lane) {
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[n][e] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int np = 0; np < NT / 2; np++) {
+            uint32_t b[4];
+            ldsm_x4(b, sm + (n0 + np * 16 + (lane % 8) + (lane / 16) * 8) * FA_LD + kk * 16 + ((lane / 8) % 2) * 8);
+            mma16816(acc[2 * np], a[kk], b[0], b[1]);
+            mma16816(acc[2 * np + 1], a[kk], b[2], b[3]);
+        }
+}
+template <int KC>
+__device__ __forceinline__ void mm_pb_n(float acc[8][4], const uint32_t pa[KC][4], const bf16d *sm, int k0, int lane) {
+#pragma unroll
+    for (int kc = 0; kc < KC; kc++)
+#pragma unroll
+        for (int np = 0; np < 4; np++) {
+            uint32_t b[4];
+            ldsm_x4_t(b, sm + (k0 + kc * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * FA_LD + np * 16 + (lane / 16) * 8);
+            mma16816(acc[2 * np], pa[kc], b[0], b[1]);
+            mma16816(acc[2 * np + 1], pa[kc], b[2], b[3]);
+        }
+}
+template <int KC>
+__device__ __forceinline__ void c_to_a_n(uint32_t pa[KC][4], const float s[2 * KC][4]) {
+#pragma unroll
+    for (int c = 0; c < KC; c++) {
         pa[c][0] = pack2(s[2 * c][0], s[2 * c][1]);
         pa[c][1] = pack2(s[2 * c][2], s[2 * c][3]);
         pa[c][2] = pack2(s[2 * c + 1][0], s[2 * c + 1][1]);
@@ -367,7 +409,9 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(bf16d *dqkv, const bf16
  *       dV_w += P^T dO and dK_w += dS^T Q stay in registers; dS^T (bf16) goes to shared memory;
  *   (2) after one barrier, 8 warps: dQ (32 x 64) = scale dS K over all keys, a 16 x 16 piece each, written out.
  * dS is double-buffered, so one barrier per tile suffices. S and dP are computed once (the two-kernel path
- * computes them twice), K, V, Q, dO are read once per head, and there are no atomics (deterministic). */
+ * computes them twice), K, V, Q, dO are read once per head, and there are no atomics (deterministic).
+ * A last tile of <= 16 queries (T = 197: 5) runs (1) on 16 queries and skips (2)'s rows past T; with 13 warps
+ * the dQ warps avoid the scheduler that runs 4 key warps (below). Both: 0.1717 -> 0.1693 ms a layer. */
 #define FA1_MAX_WARPS 13
 #define FA1_MAX_T (16 * FA1_MAX_WARPS)
 #define FA1_LDS 40 /* a dS^T row: 32 queries + 8 pad (80 bytes: conflict-free stores and ldmatrix) */
@@ -384,6 +428,41 @@ __device__ __forceinline__ void cp_wait(int n) {
     case 6: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
     default: asm volatile("cp.async.wait_group 7;\n" ::: "memory"); break;
     }
+}
+
+/* Step (1) of the one-kernel backward for warp keys k0w..+16 and NT * 8 queries from q0 (NT 4: a full 32-query
+ * tile; 2: the first 16, when the rest are past T): S^T, P^T, dP^T, dS^T; dV += P^T dO, dK += dS^T Q; dS^T to
+ * shared memory (columns 0 .. 8 NT). */
+template <int NT>
+__device__ __forceinline__ void fa1_key_tile(float dv[8][4], float dk[8][4], bf16d *dS, const bf16d *Ks,
+                                             const bf16d *Vs, const bf16d *Qs, const bf16d *dOs, const float *Ls,
+                                             const float *Ds, int k0w, int q0, int T, float scale2, int lane) {
+    int g = lane / 4, t = lane % 4;
+    uint32_t a[4][4];
+    float s[NT][4], dp[NT][4];
+    load_a64(a, Ks, k0w, lane);
+    mm_abt_n<NT>(s, a, Qs, q0, lane); /* S^T (16 keys x 8 NT queries) */
+    load_a64(a, Vs, k0w, lane);
+    mm_abt_n<NT>(dp, a, dOs, q0, lane); /* dP^T */
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int col = q0 + n * 8 + 2 * t + (e & 1), key = k0w + g + 8 * (e / 2);
+            float p = col < T && key < T ? fa_ex2(fmaf(s[n][e], scale2, -Ls[col])) : 0.0f;
+            s[n][e] = p;
+            dp[n][e] = p * (dp[n][e] - Ds[col]);
+        }
+    uint32_t pa[NT / 2][4];
+    c_to_a_n<NT / 2>(pa, s);
+    mm_pb_n<NT / 2>(dv, pa, dOs, q0, lane);
+    c_to_a_n<NT / 2>(pa, dp);
+    mm_pb_n<NT / 2>(dk, pa, Qs, q0, lane);
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+            *(uint32_t *)(dS + (k0w + g + 8 * r) * FA1_LDS + n * 8 + 2 * t) = pack2(dp[n][2 * r], dp[n][2 * r + 1]);
 }
 
 __global__ void __launch_bounds__(32 * FA1_MAX_WARPS, 1)
@@ -429,6 +508,9 @@ __global__ void __launch_bounds__(32 * FA1_MAX_WARPS, 1)
     cp_wait(nq - 1); /* K, V and the first query tile */
     __syncthreads();
     int k0w = warp * 16, active = k0w < T;
+    /* the 8 dQ warps: warps 0..7, or with 13 warps (the 4 schedulers of an SM run warps w % 4 = 0, 1, 2, 3: 4,
+     * 3, 3, 3 key warps) the 8 of 1, 2, 3, 5, 6, 7, 9, 10, off the scheduler that has 4 */
+    int qslot = blockDim.x == 32 * 13 ? (warp % 4 ? warp - 1 - warp / 4 : 8) : warp;
     float scale2 = scale * FA_LOG2E; /* Ls holds lse log2(e) */
     float dk[8][4], dv[8][4];
 #pragma unroll
@@ -438,37 +520,14 @@ __global__ void __launch_bounds__(32 * FA1_MAX_WARPS, 1)
     for (int i = 0; i < nq; i++) {
         int q0 = i * 32;
         bf16d *dS = dSs + (i & 1) * TK * FA1_LDS;
-        if (active) {
-            uint32_t a[4][4];
-            float s[4][4], dp[4][4];
-            load_a64(a, Ks, k0w, lane);
-            mm_abt(s, a, Qs, q0, lane); /* S^T (16 keys x 32 queries) */
-            load_a64(a, Vs, k0w, lane);
-            mm_abt(dp, a, dOs, q0, lane); /* dP^T */
-#pragma unroll
-            for (int n = 0; n < 4; n++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int col = q0 + n * 8 + 2 * t + (e & 1), key = k0w + g + 8 * (e / 2);
-                    float p = col < T && key < T ? fa_ex2(fmaf(s[n][e], scale2, -Ls[col])) : 0.0f;
-                    s[n][e] = p;
-                    dp[n][e] = p * (dp[n][e] - Ds[col]);
-                }
-            uint32_t pa[2][4];
-            c_to_a(pa, s);
-            mm_pb(dv, pa, dOs, q0, lane);
-            c_to_a(pa, dp);
-            mm_pb(dk, pa, Qs, q0, lane);
-#pragma unroll
-            for (int n = 0; n < 4; n++)
-#pragma unroll
-                for (int r = 0; r < 2; r++)
-                    *(uint32_t *)(dS + (k0w + g + 8 * r) * FA1_LDS + n * 8 + 2 * t) = pack2(dp[n][2 * r], dp[n][2 * r + 1]);
+        if (active) { /* a last tile of <= 16 queries (T = 197: 5) does half the work */
+            if (T - q0 > 16) fa1_key_tile<4>(dv, dk, dS, Ks, Vs, Qs, dOs, Ls, Ds, k0w, q0, T, scale2, lane);
+            else fa1_key_tile<2>(dv, dk, dS, Ks, Vs, Qs, dOs, Ls, Ds, k0w, q0, T, scale2, lane);
         }
         cp_wait(nq - i - 2 > 0 ? nq - i - 2 : 0); /* the next query tile */
         __syncthreads();
-        if (warp < 8) { /* dQ rows q0 + mt*16 .. +16, columns nu*16 .. +16 */
-            int mt = warp / 4, nu = warp % 4;
+        if (qslot < 8 && q0 + (qslot / 4) * 16 < T) { /* dQ rows q0 + mt*16 .. +16 (< T), columns nu*16 .. +16 */
+            int mt = qslot / 4, nu = qslot % 4;
             float acc[2][4];
 #pragma unroll
             for (int j = 0; j < 2; j++)
@@ -518,18 +577,183 @@ __global__ void __launch_bounds__(32 * FA1_MAX_WARPS, 1)
     }
 }
 
-/* LORALAB_ATTENTION: unfused = cuBLAS batched GEMMs + softmax kernels; twopass = the fused forward with the
- * two-kernel (dQ, then dK / dV) backward even where the one-kernel backward applies. */
-static int attention_mode(void) {
-    static int mode = -1;
-    if (mode < 0) {
-        const char *e = getenv("LORALAB_ATTENTION");
-        mode = e && strcmp(e, "unfused") == 0 ? 0 : e && strcmp(e, "twopass") == 0 ? 2 : 1;
+/* The cluster backward (LORALAB_ATTENTION=cluster, T <= FA1_MAX_T; slower than the kernel above, kept as a measured
+ * alternative: both are bound by shared-memory bandwidth (ldmatrix), not by occupancy, docs/engine.md): the
+ * one-kernel backward split over the keys of a head into a cluster of 2 blocks of 8 warps, rank r owning keys
+ * [TK r, TK (r + 1)) (TK = 16 ceil(ceil(T/16) / 2): 112 at T = 197), so that 2 blocks fit an SM (<= 128 registers,
+ * 113 KB of shared memory each) where the one-kernel backward fits one block of 13 warps. Per 32-query tile:
+ *   (1) each key warp: S^T, P^T, dP^T, dS^T for its 16 keys; dK, dV in registers; dS^T (bf16) to shared memory;
+ *   (2) after a barrier, the 8 warps: the partial dQ = dS K over the block's keys, 16 x 16 each; rank 0 finishes
+ *       columns 0..31, rank 1 columns 32..63: each warp whose piece the other rank finishes stores it (f32)
+ *       into the other block's shared memory (distributed shared memory; two buffers, by tile parity);
+ *   (3) after a cluster barrier (which also frees the single dS buffer), the finishing warps add the two
+ *       partials and write dQ. A sum of exactly two f32 partials does not depend on their order: deterministic. */
+#define FA2C_WARPS 8
+#define FA2C_XCH (4 * 8 * 32) /* floats of one exchange buffer: 4 warps x 8 values x 32 lanes */
+__global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(32 * FA2C_WARPS, 2)
+    flash_bwd_cluster_kernel(bf16d *dqkv, const bf16d *dout, const bf16d *out, const float *Dv, const bf16d *qkv,
+                             const float *lse, int T, int C, int NH, int TP, int TK, float scale, int accumulate) {
+    extern __shared__ __align__(16) unsigned char smraw[];
+    bf16d *Qs = (bf16d *)smraw, *dOs = Qs + TP * FA_LD, *Ks = dOs + TP * FA_LD, *Vs = Ks + TK * FA_LD;
+    bf16d *dS = Vs + TK * FA_LD;                 /* TK rows x FA1_LDS */
+    float *xch = (float *)(dS + TK * FA1_LDS);   /* 2 exchange buffers */
+    float *Ls = xch + 2 * FA2C_XCH, *Ds = Ls + TP;
+    cg::cluster_group cluster = cg::this_cluster();
+    int rank = (int)cluster.block_rank();
+    float *xpeer = cluster.map_shared_rank(xch, rank ^ 1);
+    int bh = blockIdx.x / 2, b = bh / NH, h = bh % NH, kb = rank * TK;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    long C3 = 3L * C;
+    const bf16d *base = qkv + (long)b * T * C3 + h * FA_HS, *dob = dout + (long)b * T * C + h * FA_HS;
+    int nq = TP / 32;
+    load_rows(Ks, base + C, C3, kb, TK, T);
+    load_rows(Vs, base + 2 * C, C3, kb, TK, T);
+    cp_commit();
+    for (int i = 0; i < nq; i++) {
+        load_rows(Qs + i * 32 * FA_LD, base, C3, i * 32, 32, T);
+        load_rows(dOs + i * 32 * FA_LD, dob, C, i * 32, 32, T);
+        cp_commit();
     }
-    return mode;
+    for (int q = threadIdx.x; q < TP; q += blockDim.x) {
+        float L = 0.0f, d = 0.0f;
+        if (q < T) {
+            L = lse[(long)bh * T + q] * FA_LOG2E;
+            if (Dv) {
+                d = Dv[(long)bh * T + q];
+            } else {
+                const FaPack8 *o = (const FaPack8 *)(out + ((long)b * T + q) * C + h * FA_HS);
+                const FaPack8 *dd = (const FaPack8 *)(dob + (long)q * C);
+#pragma unroll
+                for (int k = 0; k < FA_HS / 8; k++) {
+                    FaPack8 a = o[k], c = dd[k];
+#pragma unroll
+                    for (int e = 0; e < 8; e++) d += __bfloat162float(a.v[e]) * __bfloat162float(c.v[e]);
+                }
+            }
+        }
+        Ls[q] = L;
+        Ds[q] = d;
+    }
+    cp_wait(nq - 1); /* K, V and the first query tile */
+    cluster.sync();  /* also: the other block runs before its shared memory is written */
+    int k0w = warp * 16, active = k0w < TK && kb + k0w < T;
+    int TKa = T - kb <= 0 ? 0 : min(TK, (T - kb + 15) & ~15); /* rows of dS (and Ks) that hold keys < T */
+    int mt = warp / 4, nu = warp % 4, own = (nu >> 1) == rank, slot = mt * 2 + (nu & 1);
+    float scale2 = scale * FA_LOG2E; /* Ls holds lse log2(e) */
+    float dk[8][4], dv[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[n][e] = dv[n][e] = 0.0f;
+    for (int i = 0; i < nq; i++) {
+        int q0 = i * 32;
+        if (active) {
+            uint32_t a[4][4];
+            float s[4][4], dp[4][4];
+            load_a64(a, Ks, k0w, lane);
+            mm_abt(s, a, Qs, q0, lane); /* S^T (16 keys x 32 queries) */
+            load_a64(a, Vs, k0w, lane);
+            mm_abt(dp, a, dOs, q0, lane); /* dP^T */
+#pragma unroll
+            for (int n = 0; n < 4; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int col = q0 + n * 8 + 2 * t + (e & 1), key = kb + k0w + g + 8 * (e / 2);
+                    float p = col < T && key < T ? fa_ex2(fmaf(s[n][e], scale2, -Ls[col])) : 0.0f;
+                    s[n][e] = p;
+                    dp[n][e] = p * (dp[n][e] - Ds[col]);
+                }
+            uint32_t pa[2][4];
+            c_to_a(pa, s);
+            mm_pb(dv, pa, dOs, q0, lane);
+            c_to_a(pa, dp);
+            mm_pb(dk, pa, Qs, q0, lane);
+#pragma unroll
+            for (int n = 0; n < 4; n++)
+#pragma unroll
+                for (int r = 0; r < 2; r++)
+                    *(uint32_t *)(dS + (k0w + g + 8 * r) * FA1_LDS + n * 8 + 2 * t) = pack2(dp[n][2 * r], dp[n][2 * r + 1]);
+        }
+        cp_wait(nq - i - 2 > 0 ? nq - i - 2 : 0); /* the next query tile */
+        __syncthreads();
+        /* partial dQ rows q0 + mt*16 .. +16, columns nu*16 .. +16, over this block's keys */
+        float acc[2][4];
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[j][e] = 0.0f;
+        for (int kk = 0; kk < TKa; kk += 16) {
+            uint32_t a[4], bb[4];
+            ldsm_x4_t(a, dS + (kk + (lane % 8) + (lane / 16) * 8) * FA1_LDS + mt * 16 + ((lane / 8) % 2) * 8);
+            ldsm_x4_t(bb, Ks + (kk + (lane % 8) + ((lane / 8) % 2) * 8) * FA_LD + nu * 16 + (lane / 16) * 8);
+            mma16816(acc[0], a, bb[0], bb[1]);
+            mma16816(acc[1], a, bb[2], bb[3]);
+        }
+        float *xb = ((i & 1) * 4 + slot) * 8 * 32 + lane + (own ? xch : xpeer);
+        if (!own) {
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) xb[(j * 4 + e) * 32] = acc[j][e];
+        }
+        cluster.sync();
+        if (own) {
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                int row = q0 + mt * 16 + g + 8 * r;
+                if (row >= T) continue;
+                bf16d *dst = dqkv + ((long)b * T + row) * C3 + h * FA_HS + nu * 16;
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    float v0 = (acc[j][2 * r] + xb[(j * 4 + 2 * r) * 32]) * scale;
+                    float v1 = (acc[j][2 * r + 1] + xb[(j * 4 + 2 * r + 1) * 32]) * scale;
+                    __nv_bfloat162 *p = (__nv_bfloat162 *)(dst + j * 8 + 2 * t);
+                    if (accumulate) { v0 += __bfloat162float(p->x); v1 += __bfloat162float(p->y); }
+                    *p = __floats2bfloat162_rn(v0, v1);
+                }
+            }
+        }
+    }
+    if (!active) return;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int row = kb + k0w + g + 8 * r;
+        if (row >= T) continue;
+        bf16d *dst = dqkv + ((long)b * T + row) * C3 + h * FA_HS;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float k0v = dk[n][2 * r] * scale, k1v = dk[n][2 * r + 1] * scale;
+            float v0 = dv[n][2 * r], v1 = dv[n][2 * r + 1];
+            __nv_bfloat162 *pk = (__nv_bfloat162 *)(dst + C + n * 8 + 2 * t);
+            __nv_bfloat162 *pv = (__nv_bfloat162 *)(dst + 2 * C + n * 8 + 2 * t);
+            if (accumulate) {
+                k0v += __bfloat162float(pk->x); k1v += __bfloat162float(pk->y);
+                v0 += __bfloat162float(pv->x); v1 += __bfloat162float(pv->y);
+            }
+            *pk = __floats2bfloat162_rn(k0v, k1v);
+            *pv = __floats2bfloat162_rn(v0, v1);
+        }
+    }
+}
+
+/* LORALAB_ATTENTION (or cuda_set_attention_mode): unfused = cuBLAS batched GEMMs + softmax kernels; twopass =
+ * the fused forward with the two-kernel (dQ, then dK / dV) backward even where a one-pass backward applies;
+ * cluster = the cluster backward (2 blocks per head) instead of the one-block-per-head backward (the default:
+ * the cluster backward measured 0.213 vs 0.172 ms a layer, docs/engine.md). Modes: 0 unfused, 1 onekernel
+ * (default), 2 twopass, 3 cluster. */
+static int g_attention_mode = -1;
+static int parse_attention_mode(const char *e) {
+    return !e ? 1 : strcmp(e, "unfused") == 0 ? 0 : strcmp(e, "twopass") == 0 ? 2 : strcmp(e, "cluster") == 0 ? 3 : 1;
+}
+static int attention_mode(void) {
+    if (g_attention_mode < 0) g_attention_mode = parse_attention_mode(getenv("LORALAB_ATTENTION"));
+    return g_attention_mode;
+}
+extern "C" void cuda_set_attention_mode(const char *mode) {
+    g_attention_mode = parse_attention_mode(mode ? mode : getenv("LORALAB_ATTENTION"));
 }
 static int use_flash(int T, int C, int NH) { return attention_mode() && C / NH == FA_HS && T <= 256 && C % 8 == 0; }
-static int use_fused_bwd(int T) { return attention_mode() == 1 && T <= FA1_MAX_T; }
+static int use_fused_bwd(int T) { return (attention_mode() == 1 || attention_mode() == 3) && T <= FA1_MAX_T; }
 static int pad32(int t) { return (t + 31) & ~31; }
 /* Warps per block: the 16-row tiles of one head split evenly over the fewest blocks of at most max_warps
  * (T = 197: 13 tiles = 2 blocks of 7 warps), so K and V are read by as few blocks as possible. */
@@ -545,11 +769,19 @@ static size_t dkdv_smem(int TP, int rows) { return (size_t)(2 * TP + 2 * rows) *
 static size_t bwd1_smem(int TP, int TK) {
     return (size_t)(2 * TP + 2 * TK) * FA_LD * 2 + 2 * (size_t)TK * FA1_LDS * 2 + 2 * (size_t)TP * 4;
 }
+/* the cluster backward: Q, dO (TP rows), K, V (TK rows), dS (TK rows), 2 exchange buffers, lse, D */
+static size_t bwd2_smem(int TP, int TK) {
+    return (size_t)(2 * TP + 2 * TK) * FA_LD * 2 + (size_t)TK * FA1_LDS * 2 + 2 * FA2C_XCH * 4 + 2 * (size_t)TP * 4;
+}
+static int bwd2_tk(int T) { return 16 * (((T + 15) / 16 + 1) / 2); }
 static void flash_attrs(void) {
     static int done = 0;
     if (done) return;
     CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)bwd1_smem(pad32(FA1_MAX_T), FA1_MAX_T)));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)bwd2_smem(pad32(FA1_MAX_T), bwd2_tk(FA1_MAX_T))));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_cluster_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<0>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)fwd_smem(256, 16 * FA_FWD_WARPS)));
     CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -712,10 +944,17 @@ extern "C" void cuda_attention_backward(bf16 *dqkv, const bf16 *dout, const bf16
                     NULL, NULL, Dv, (const bf16d *)dout, (const bf16d *)qkv, T, C, NH, TP, scale);
                 LAUNCH_CHECK();
             }
-            int nk = (T + 15) / 16, warps = nk > 8 ? nk : 8;
-            flash_bwd_fused_kernel<<<cnt, 32 * warps, bwd1_smem(TP, 16 * nk), S_>>>(
-                (bf16d *)dqkv, (const bf16d *)dout, (const bf16d *)out, out ? NULL : Dv, (const bf16d *)qkv, lse, T, C,
-                NH, TP, 16 * nk, scale, accumulate);
+            if (attention_mode() != 3) {
+                int nk = (T + 15) / 16, warps = nk > 8 ? nk : 8;
+                flash_bwd_fused_kernel<<<cnt, 32 * warps, bwd1_smem(TP, 16 * nk), S_>>>(
+                    (bf16d *)dqkv, (const bf16d *)dout, (const bf16d *)out, out ? NULL : Dv, (const bf16d *)qkv, lse, T,
+                    C, NH, TP, 16 * nk, scale, accumulate);
+            } else {
+                int TK = bwd2_tk(T);
+                flash_bwd_cluster_kernel<<<2 * cnt, 32 * FA2C_WARPS, bwd2_smem(TP, TK), S_>>>(
+                    (bf16d *)dqkv, (const bf16d *)dout, (const bf16d *)out, out ? NULL : Dv, (const bf16d *)qkv, lse, T,
+                    C, NH, TP, TK, scale, accumulate);
+            }
             LAUNCH_CHECK();
             return;
         }

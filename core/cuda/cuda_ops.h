@@ -82,8 +82,9 @@ void cuda_lora_backward(bf16 *dinp, float *dA, float *dB, bf16 *dxa, const bf16 
 /* Self-attention on timm's fused qkv (B,T,3C) (core/cpu/attention.h, not causal). Instead of saving the
  * (B,NH,T,T) probabilities, forward saves lse (B,NH,T) f32 (the softmax's log-sum-exp) and backward
  * recomputes them. Head size 64 and T <= 256 (ViT-B/16 at 224 px): fused flash-style kernels (mma.sync), no
- * T x T matrix in device memory at all (backward: one kernel per (image, head) for T <= 208, two above;
- * LORALAB_ATTENTION=twopass forces the two); otherwise cuBLAS batched GEMMs + softmax kernels with the scores
+ * T x T matrix in device memory at all (backward: one kernel per (image, head) for T <= 208,
+ * LORALAB_ATTENTION=cluster: a cluster of 2 blocks per (image, head) splitting the keys instead (slower); two
+ * kernels above 208, LORALAB_ATTENTION=twopass forces them); otherwise cuBLAS batched GEMMs + softmax kernels with the scores
  * in `scratch` for one call. LORALAB_ATTENTION=unfused forces the second path. scratch: cuda_attention_
  * scratch_bytes(B, T, C, NH) bytes. forward: out (B,T,C). backward: dqkv (B,T,3C) (+)= ... from dout (B,T,C). */
 size_t cuda_attention_scratch_bytes(int B, int T, int C, int NH);
@@ -92,6 +93,9 @@ void cuda_attention_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T
  * running the forward again). */
 void cuda_attention_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out, const float *lse, int B,
                              int T, int C, int NH, void *scratch, int accumulate);
+/* Overrides LORALAB_ATTENTION for later calls: "unfused", "twopass", "cluster", anything else the default
+ * ("onekernel"); NULL goes back to the environment's choice. Tests compare the paths in one process. */
+void cuda_set_attention_mode(const char *mode);
 
 /* ViT token plumbing (core/cpu/tokens.h), bf16. img (B,C,H,W) bf16. */
 void cuda_patchify(bf16 *out, const bf16 *img, int B, int C, int H, int W, int p);
