@@ -619,6 +619,7 @@ int figure_series_path(const char *db_path, const char *experiment, const char *
                      experiment ? experiment : "", o->n_where ? " and the where filters" : "", n_nokey,
                      group_by ? group_by : "(no key)", n_noh5, n_absent, series, sample_absent[0] ? ", e.g. " : "",
                      sample_absent);
+        if (n_considered == 0) rc = 1; /* no finished run matches yet (a partial grid): nothing to draw, no error */
     }
     /* drop listed groups without runs (they would be empty blocks) */
     if (rc == 0) {

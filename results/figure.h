@@ -59,7 +59,8 @@ typedef struct FigureOptions {
 } FigureOptions;
 
 /* Writes out_dir/<name>.dat, <name>.gp and runs gnuplot to make <name>.png (.svg, .pdf). o may be NULL (all
- * defaults). out_dir is created if missing. */
+ * defaults). out_dir is created if missing. Returns 0, -1 with err, or 1 with err saying so when no finished run
+ * matches the experiment and the where filters (nothing to draw yet; nothing written). */
 int figure_series(Db *db, const char *experiment, const char *series, const char *group_by, const FigureOptions *o,
                   const char *out_dir, Error *err);
 /* The same from a database path (opened read-only). */

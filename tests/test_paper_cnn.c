@@ -6,7 +6,7 @@
  *                        (reshape-LoRA r (C_out + C_in k^2), LAVA's CP adapter R (C_out + C_in + 2k)) and
  *                        model_params the backbone's parameter count from its layer shapes (BN statistics not
  *                        counted), so trainable_pct = 100 (adapters + head) / model_params, and FT's is 100;
- *                      - the report's CSVs (lava_toy_acc_svhn, lava_toy_trainable): each cell's run ids are the
+ *                      - the report's CSVs (lava_toy_acc, lava_toy_trainable): each cell's run ids are the
  *                        database's done runs of that (variant, CNN), its mean the run's value (x 100 for accuracy),
  *                        the best flag on each column's largest (smallest for the trainable share) after rounding,
  *                        and no published rows outside the paper profile.
@@ -150,7 +150,7 @@ static void lava_toy_quick(void) {
     char out[64], log[96], csv_acc[160], csv_pct[160], db[96];
     snprintf(out, sizeof out, "output=%s", tmp);
     snprintf(log, sizeof log, "%s/runexp.log", tmp);
-    snprintf(csv_acc, sizeof csv_acc, "%s/lava_toy/report-quick/lava_toy_acc_svhn.csv", tmp);
+    snprintf(csv_acc, sizeof csv_acc, "%s/lava_toy/report-quick/lava_toy_acc.csv", tmp);
     snprintf(csv_pct, sizeof csv_pct, "%s/lava_toy/report-quick/lava_toy_trainable.csv", tmp);
     snprintf(db, sizeof db, "%s/runs.db", tmp);
     int have = access("runs/models/resnet_small_fmnist.safetensors", R_OK) == 0 &&

@@ -713,6 +713,11 @@ static void test_figure(void) {
     CHECK_MSG(strstr(err.msg, "no column 'blk7'") && strstr(err.msg, "blk0, blk1"), "%s", err.msg);
     CHECK(figure_series(db, "vtab_mini", "train/nothing", "method.init", NULL, out, &err) == -1);
     CHECK_MSG(strstr(err.msg, "no run to draw") && strstr(err.msg, "train/nothing"), "%s", err.msg);
+    /* no finished run matches at all (a partial grid): 1, not an error, so a report draws the other figures */
+    const char *const none[] = {"method.init=not_run_yet"};
+    FigureOptions o5 = {.where = none, .n_where = 1};
+    CHECK(figure_series(db, "vtab_mini", "train/loss", "method.init", &o5, out, &err) == 1);
+    CHECK_MSG(strstr(err.msg, "0 done runs"), "%s", err.msg);
     fprintf(stderr, "no series: %s\n", err.msg);
     db_close(db);
 }
