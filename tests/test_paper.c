@@ -112,7 +112,9 @@ static void vtab_abm_quick(void) {
                           have_ckpt ? NULL : "backbone.checkpoint=", NULL};
     int rc = run(log, args);
     CHECK_MSG(rc == 0, "runexp --quick exited with %d", rc);
-    const char *rargs[] = {"report", "configs/vtab_abm.yaml", "--quick", out, NULL};
+    /* the report needs the same overrides as the runs: they are part of the run ids it looks for */
+    const char *rargs[] = {"report", "configs/vtab_abm.yaml", "--quick", out, have_ckpt ? NULL : "backbone.checkpoint=",
+                           NULL};
     if (rc == 0) {
         rc = run(log, rargs);
         CHECK_MSG(rc == 0, "runexp report --quick exited with %d", rc);
