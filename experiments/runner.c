@@ -429,6 +429,12 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     snprintf(ckp, sizeof ckp, "%s/ckpt.safetensors", dir);
     snprintf(cfgp, sizeof cfgp, "%s/config.yaml", dir);
     snprintf(label, sizeof label, "[%d/%d %s]", idx + 1, n_runs, gr->id);
+    if (h5rec_in_use(h5p)) { /* another runexp is running it (e.g. both reached it through requires:): hands off */
+        err_set(err, "%s is locked by another process running this run: left as it is (status %s); run this again "
+                "once that process finishes", h5p, status);
+        db_close(db);
+        return RUN_FAILED;
+    }
     if (mkdirs(dir, err)) { db_close(db); return RUN_FAILED; }
     int resume = !o->force && file_exists(ckp) && (!strcmp(status, "interrupted") || !strcmp(status, "running"));
     if (o->force) unlink(ckp);

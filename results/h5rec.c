@@ -76,6 +76,8 @@ static int lock_busy(const char *path) {
     return busy;
 }
 
+int h5rec_in_use(const char *path) { return lock_busy(path); }
+
 /* Writes string attribute `name` on loc (n strings; scalar when scalar != 0), replacing an existing one.
  * Variable-length UTF-8: no 64 KiB object-header limit for long configs, and h5py reads them as str. */
 static int write_str_attr(hid_t loc, const char *path, const char *obj, const char *name, const char *const *values,

@@ -41,6 +41,8 @@ enum {
 /* Open the run file. Returns 0, -1 (cannot create/open: missing directory, permissions, locked by another
  * process, not an h5rec file), or H5REC_BROKEN (the file's bytes are unreadable as HDF5 or as a record). */
 int h5rec_open(H5Rec **r, const char *path, int mode, Error *err);
+/* 1 when another process holds path's HDF5 write lock (a live run); 0 otherwise (missing file included). */
+int h5rec_in_use(const char *path);
 /* Move a broken file to <path>.broken-<n> (smallest n not taken); moved_to (may be NULL) gets the new name. */
 int h5rec_recover(const char *path, char *moved_to, size_t moved_to_cap, Error *err);
 

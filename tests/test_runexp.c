@@ -239,6 +239,54 @@ static void profiles_and_papers(void) {
     printf("profiles: mini and paper runs separate; published row only in report-paper/\n");
 }
 
+/* Two runexp processes reach the same run (e.g. both through `requires:`): the second sees the live run's locked
+ * run file and leaves it alone (exit 1, the run still 'running' in the database, its files untouched); the
+ * first finishes it as 'done'. */
+static void concurrent_run(void) {
+    static char out[1 << 16];
+    char d[300], od[320], log[340], h5[600], id[64] = "";
+    snprintf(d, sizeof d, "%s/c", tmp);
+    snprintf(od, sizeof od, "output=%s", d);
+    snprintf(log, sizeof log, "%s/first.log", tmp);
+    const char *args[] = {CFG, od, "seeds=[0]", "trainer.epochs=8", "--threads", "1", NULL};
+    pid_t p = fork();
+    if (p == 0) {
+        if (!freopen(log, "w", stdout) || dup2(1, 2) < 0) _exit(126);
+        const char *argv[8] = {RUNEXP, args[0], args[1], args[2], args[3], args[4], args[5], NULL};
+        execv(RUNEXP, (char *const *)argv);
+        _exit(127);
+    }
+    int locked = 0;
+    for (int i = 0; i < 6000 && !locked; i++) { /* up to 60 s for the first process to open its run file */
+        usleep(10000);
+        if (!id[0]) first_run_id(d, id);
+        snprintf(h5, sizeof h5, "%s/it_tiny/%s/run.h5", d, id);
+        locked = id[0] && h5rec_in_use(h5);
+    }
+    CHECK_MSG(locked, "the first runexp never locked its run file (%s)", h5);
+    int rc = test_run_program(RUNEXP, args, NULL, 0, out, sizeof out);
+    int first_alive = waitpid(p, NULL, WNOHANG) == 0;
+    CHECK_MSG(rc == 1 && strstr(out, "is locked by another process running this run: left as it is (status running)"),
+              "second runexp: exit %d:\n%s", rc, out);
+    char dbp[400], status[32] = "";
+    snprintf(dbp, sizeof dbp, "%s/runs.db", d);
+    Db *db = NULL;
+    Error e = {{0}};
+    if (first_alive) { /* the database still says running while the first process is at it */
+        CHECK_MSG(db_open(&db, dbp, &e) == 0 && db_run_status(db, id, status, sizeof status, &e) == 0, "%s", e.msg);
+        CHECK_MSG(!strcmp(status, "running"), "status while the first runs: %s", status);
+        db_close(db);
+    }
+    int st = 0;
+    waitpid(p, &st, 0);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the first runexp did not finish cleanly (see %s)", log);
+    CHECK_MSG(db_open(&db, dbp, &e) == 0 && db_run_status(db, id, status, sizeof status, &e) == 0, "%s", e.msg);
+    CHECK_MSG(!strcmp(status, "done"), "status after: %s", status);
+    db_close(db);
+    printf("concurrent: the second runexp left the live run alone (first still running: %d); it finished done\n",
+           first_alive);
+}
+
 /* A full disk: the output folder is a small tmpfs, filled up but for 32 KB after the database exists. The run
  * fails with an error naming the file and the full disk (no crash), the database stays intact, and once space is back the same
  * command finishes the run. Needs root (mount); SKIPs otherwise. */
@@ -310,6 +358,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "jobs")) jobs_and_report();
     else if (!strcmp(w, "broken")) broken_h5();
     else if (!strcmp(w, "profiles")) profiles_and_papers();
+    else if (!strcmp(w, "concurrent")) concurrent_run();
     else if (!strcmp(w, "diskfull")) { if (disk_full() == TEST_SKIP) return TEST_SKIP; }
     else return 2;
     char cmd[300];
