@@ -83,25 +83,6 @@ static int tangent_bases(float **QB, int *kb, float **QA, int *ka, const float *
     return rc;
 }
 
-int info_loss(InfoLoss *out, const float *G, const float *B, const float *A, int m, int n, int r, Error *err) {
-    ASSERT(out && G && B && A && m >= 1 && n >= 1 && r >= 1);
-    memset(out, 0, sizeof *out);
-    size_t mn = (size_t)m * n;
-    if (!all_finite(G, mn)) return err_set(err, "info_loss: G (%d,%d) has a non-finite entry", m, n);
-    float *QB, *QA;
-    int kb, ka;
-    if (tangent_bases(&QB, &kb, &QA, &ka, B, A, m, n, r, "info_loss", err) != 0) return -1;
-    double *R = to_double(G, mn);
-    out->g_norm = frob(R, mn);
-    perp_inplace(R, QB, kb, QA, ka, m, n);
-    out->res_norm = frob(R, mn);
-    out->ratio = out->g_norm > 0 ? out->res_norm / out->g_norm : 0.0;
-    out->rank_b = kb;
-    out->rank_a = ka;
-    free(R), free(QB), free(QA);
-    return 0;
-}
-
 /* In place: R (m,n) <- R - QB (QB^T R QA) QA^T, the residual off the product-form tangent space {QB X QA^T}
  * (LoRA-XS). Scratch kb*ka + ka doubles. kb = 0 or ka = 0: the space is {0}, R is left as is. */
 static void perp_product_inplace(double *R, const float *QB, int kb, const float *QA, int ka, int m, int n) {
@@ -128,23 +109,35 @@ static void perp_product_inplace(double *R, const float *QB, int kb, const float
     free(C), free(y);
 }
 
-int info_loss_xs(InfoLoss *out, const float *G, const float *B, const float *A, int m, int n, int r, Error *err) {
+typedef void (*PerpFn)(double *R, const float *QB, int kb, const float *QA, int ka, int m, int n);
+
+/* ||G - P_T(G)|| / ||G|| for the tangent space that perp removes (LoRA's sum form or LoRA-XS's product form). */
+static int info_loss_with(InfoLoss *out, const float *G, const float *B, const float *A, int m, int n, int r,
+                          PerpFn perp, const char *fn, Error *err) {
     ASSERT(out && G && B && A && m >= 1 && n >= 1 && r >= 1);
     memset(out, 0, sizeof *out);
     size_t mn = (size_t)m * n;
-    if (!all_finite(G, mn)) return err_set(err, "info_loss_xs: G (%d,%d) has a non-finite entry", m, n);
+    if (!all_finite(G, mn)) return err_set(err, "%s: G (%d,%d) has a non-finite entry", fn, m, n);
     float *QB, *QA;
     int kb, ka;
-    if (tangent_bases(&QB, &kb, &QA, &ka, B, A, m, n, r, "info_loss_xs", err) != 0) return -1;
+    if (tangent_bases(&QB, &kb, &QA, &ka, B, A, m, n, r, fn, err) != 0) return -1;
     double *R = to_double(G, mn);
     out->g_norm = frob(R, mn);
-    perp_product_inplace(R, QB, kb, QA, ka, m, n);
+    perp(R, QB, kb, QA, ka, m, n);
     out->res_norm = frob(R, mn);
     out->ratio = out->g_norm > 0 ? out->res_norm / out->g_norm : 0.0;
     out->rank_b = kb;
     out->rank_a = ka;
     free(R), free(QB), free(QA);
     return 0;
+}
+
+int info_loss(InfoLoss *out, const float *G, const float *B, const float *A, int m, int n, int r, Error *err) {
+    return info_loss_with(out, G, B, A, m, n, r, perp_inplace, "info_loss", err);
+}
+
+int info_loss_xs(InfoLoss *out, const float *G, const float *B, const float *A, int m, int n, int r, Error *err) {
+    return info_loss_with(out, G, B, A, m, n, r, perp_product_inplace, "info_loss_xs", err);
 }
 
 void tangent_project(float *P, const float *M, const float *QB, int kb, const float *QA, int ka, int m, int n) {
