@@ -28,36 +28,6 @@ static const int GROUP_OF_TASK[N_TASKS] = {0, 0, 1};
 static const char *const GROUPS[] = {"Natural", "Structured"};
 static const char *const ROWS[N_ROWS] = {"lora", "abm_a"};
 
-/* Runs RUNEXP with args (NULL-terminated), output to log; returns the exit status. */
-static int run(const char *log, const char *const *args) {
-    pid_t p = fork();
-    if (p == 0) {
-        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
-        const char *argv[24] = {RUNEXP};
-        int n = 1;
-        for (; args[n - 1] && n < 23; n++) argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(RUNEXP, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    waitpid(p, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void print_file(const char *path) {
-    FILE *f = fopen(path, "r");
-    char line[1024];
-    while (f && fgets(line, sizeof line, f)) fputs(line, stderr);
-    if (f) fclose(f);
-}
-
-static int index_of(const char *const *names, int n, const char *s) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], s)) return i;
-    return -1;
-}
-
 /* One cell from the database: the runs' ids, seeds and test_acc x 100. */
 typedef struct {
     int n;
@@ -78,20 +48,6 @@ static double cell_std(const Cell *c) { /* sample std, two-pass */
     return c->n > 1 ? sqrt(s / (c->n - 1)) : NAN;
 }
 
-/* Splits a CSV line without quoted fields (this table's names need none) into at most max fields. */
-static int split(char *line, char **f, int max) {
-    int n = 0;
-    line[strcspn(line, "\r\n")] = 0;
-    for (char *p = line; n < max;) {
-        f[n++] = p;
-        char *c = strchr(p, ',');
-        if (!c) break;
-        *c = 0;
-        p = c + 1;
-    }
-    return n;
-}
-
 static void vtab_abm_quick(void) {
     if (access("/usr/share/datasets/fashion-mnist", F_OK) != 0) {
         fprintf(stderr, "SKIP: /usr/share/datasets/fashion-mnist missing (package dataset-fashion-mnist)\n");
@@ -110,17 +66,17 @@ static void vtab_abm_quick(void) {
     if (!have_ckpt) fprintf(stderr, "note: runs/models/tiny_vit_fmnist.safetensors missing: random backbone\n");
     const char *args[] = {"configs/vtab_abm.yaml", "--quick", out, "--no-requires", "--threads", "1",
                           have_ckpt ? NULL : "backbone.checkpoint=", NULL};
-    int rc = run(log, args);
+    int rc = test_run_to_log(RUNEXP, log, args);
     CHECK_MSG(rc == 0, "runexp --quick exited with %d", rc);
     /* the report needs the same overrides as the runs: they are part of the run ids it looks for */
     const char *rargs[] = {"report", "configs/vtab_abm.yaml", "--quick", out, have_ckpt ? NULL : "backbone.checkpoint=",
                            NULL};
     if (rc == 0) {
-        rc = run(log, rargs);
+        rc = test_run_to_log(RUNEXP, log, rargs);
         CHECK_MSG(rc == 0, "runexp report --quick exited with %d", rc);
     }
     if (rc != 0) {
-        print_file(log);
+        test_print_file(log);
         test_finish("it_vtab_abm_quick");
         exit(1);
     }
@@ -138,7 +94,7 @@ static void vtab_abm_quick(void) {
     for (int i = 0; i < runs.n; i++) {
         CHECK_MSG(!strcmp(runs.status[i], "done"), "run %s is %s", runs.id[i], runs.status[i]);
         const char *var = runs.param[2 * i], *task = runs.param[2 * i + 1];
-        int a = var ? index_of(ROWS, N_ROWS, var) : -1, b = task ? index_of(TASKS, N_TASKS, task) : -1;
+        int a = var ? test_index_of(ROWS, N_ROWS, var) : -1, b = task ? test_index_of(TASKS, N_TASKS, task) : -1;
         CHECK_MSG(a >= 0 && b >= 0, "run %s: variant %s, task %s", runs.id[i], var ? var : "(none)",
                   task ? task : "(none)");
         if (a < 0 || b < 0) continue;
@@ -164,25 +120,25 @@ static void vtab_abm_quick(void) {
     /* the report's CSV, line by line */
     FILE *f = fopen(csv, "r");
     CHECK_MSG(f != NULL, "%s missing", csv);
-    if (!f) { print_file(log); test_finish("it_vtab_abm_quick"); exit(1); }
+    if (!f) { test_print_file(log); test_finish("it_vtab_abm_quick"); exit(1); }
     char line[2048];
     char *fld[12];
-    CHECK(fgets(line, sizeof line, f) && split(line, fld, 12) == 10 && !strcmp(fld[0], "row") && !strcmp(fld[4], "mean") &&
+    CHECK(fgets(line, sizeof line, f) && test_csv_split(line, fld, 12) == 10 && !strcmp(fld[0], "row") && !strcmp(fld[4], "mean") &&
           !strcmp(fld[9], "run_ids"));
     int seen_task = 0, seen_group = 0, seen_overall = 0;
     while (fgets(line, sizeof line, f)) {
-        int nf = split(line, fld, 12);
+        int nf = test_csv_split(line, fld, 12);
         CHECK_MSG(nf == 10, "CSV line with %d fields", nf);
         if (nf != 10) continue;
         CHECK_MSG(!strcmp(fld[3], "ours"), "source %s in the quick profile (published rows print only in paper)", fld[3]);
-        int a = index_of(ROWS, N_ROWS, fld[0]);
+        int a = test_index_of(ROWS, N_ROWS, fld[0]);
         CHECK_MSG(a >= 0, "unexpected row %s", fld[0]);
         if (a < 0) continue;
         double mean = fld[4][0] ? atof(fld[4]) : NAN;
         int n = atoi(fld[6]), best = atoi(fld[7]);
         double want;
         if (!strcmp(fld[2], "task")) {
-            int b = index_of(TASKS, N_TASKS, fld[1]);
+            int b = test_index_of(TASKS, N_TASKS, fld[1]);
             CHECK_MSG(b >= 0, "unexpected column %s", fld[1]);
             if (b < 0) continue;
             const Cell *c = &cells[a][b];
@@ -208,7 +164,7 @@ static void vtab_abm_quick(void) {
             CHECK_MSG(best == want_best, "%s / %s: best %d, expected %d (%.2f vs %.2f)", fld[0], fld[1], best, want_best,
                       want, other);
         } else if (!strcmp(fld[2], "group")) {
-            int g = index_of(GROUPS, 2, fld[1]);
+            int g = test_index_of(GROUPS, 2, fld[1]);
             CHECK_MSG(g >= 0, "unexpected group %s", fld[1]);
             if (g < 0) continue;
             seen_group++;

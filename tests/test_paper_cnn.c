@@ -53,50 +53,6 @@ static double adapter_params(const Conv *c, int n, int cp) {
     return p;
 }
 
-/* Runs RUNEXP with args (NULL-terminated), output to log; returns the exit status. */
-static int run(const char *log, const char *const *args) {
-    pid_t p = fork();
-    if (p == 0) {
-        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
-        const char *argv[24] = {RUNEXP};
-        int n = 1;
-        for (; args[n - 1] && n < 23; n++) argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(RUNEXP, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    waitpid(p, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void print_file(const char *path) {
-    FILE *f = fopen(path, "r");
-    char line[1024];
-    while (f && fgets(line, sizeof line, f)) fputs(line, stderr);
-    if (f) fclose(f);
-}
-
-static int index_of(const char *const *names, int n, const char *s) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], s)) return i;
-    return -1;
-}
-
-/* Splits a CSV line without quoted fields (this table's names need none) into at most max fields. */
-static int split(char *line, char **f, int max) {
-    int n = 0;
-    line[strcspn(line, "\r\n")] = 0;
-    for (char *p = line; n < max;) {
-        f[n++] = p;
-        char *c = strchr(p, ',');
-        if (!c) break;
-        *c = 0;
-        p = c + 1;
-    }
-    return n;
-}
-
 typedef struct {
     char id[32];
     double acc, pct;
@@ -109,15 +65,15 @@ static int check_csv(const char *path, Cell cells[N_ROWS][N_CNN], int pct, int l
     CHECK_MSG(f != NULL, "%s missing", path);
     if (!f) return 0;
     char line[2048], *fld[12];
-    CHECK(fgets(line, sizeof line, f) && split(line, fld, 12) == 10 && !strcmp(fld[4], "mean"));
+    CHECK(fgets(line, sizeof line, f) && test_csv_split(line, fld, 12) == 10 && !strcmp(fld[4], "mean"));
     int seen = 0;
     double scale = pow(10, decimals);
     while (fgets(line, sizeof line, f)) {
-        int nf = split(line, fld, 12);
+        int nf = test_csv_split(line, fld, 12);
         CHECK_MSG(nf == 10, "%s: CSV line with %d fields", path, nf);
         if (nf != 10) continue;
         CHECK_MSG(!strcmp(fld[3], "ours"), "%s: source %s outside the paper profile", path, fld[3]);
-        int a = index_of(ROWS, N_ROWS, fld[0]), b = index_of(CNNS, N_CNN, fld[1]);
+        int a = test_index_of(ROWS, N_ROWS, fld[0]), b = test_index_of(CNNS, N_CNN, fld[1]);
         CHECK_MSG(a >= 0 && b >= 0 && !strcmp(fld[2], "task"), "%s: unexpected line %s / %s / %s", path, fld[0], fld[1],
                   fld[2]);
         if (a < 0 || b < 0) continue;
@@ -162,15 +118,15 @@ static void lava_toy_quick(void) {
                                                  "{cnn: {kind: vgg, blocks_per_stage: 2}}]";
     const char *args[] = {"configs/lava_toy.yaml", "--quick", out, "--no-requires", "--threads", "1", random_backbones,
                           NULL};
-    int rc = run(log, args);
+    int rc = test_run_to_log(RUNEXP, log, args);
     CHECK_MSG(rc == 0, "runexp --quick exited with %d", rc);
     const char *rargs[] = {"report", "configs/lava_toy.yaml", "--quick", out, random_backbones, NULL};
     if (rc == 0) {
-        rc = run(log, rargs);
+        rc = test_run_to_log(RUNEXP, log, rargs);
         CHECK_MSG(rc == 0, "runexp report --quick exited with %d", rc);
     }
     if (rc != 0) {
-        print_file(log);
+        test_print_file(log);
         test_finish("it_lava_toy_quick");
         exit(1);
     }
@@ -189,7 +145,7 @@ static void lava_toy_quick(void) {
     for (int i = 0; i < runs.n; i++) {
         CHECK_MSG(!strcmp(runs.status[i], "done"), "run %s is %s", runs.id[i], runs.status[i]);
         const char *var = runs.param[2 * i], *kind = runs.param[2 * i + 1];
-        int a = var ? index_of(ROWS, N_ROWS, var) : -1, b = kind ? index_of(CNNS, N_CNN, kind) : -1;
+        int a = var ? test_index_of(ROWS, N_ROWS, var) : -1, b = kind ? test_index_of(CNNS, N_CNN, kind) : -1;
         CHECK_MSG(a >= 0 && b >= 0, "run %s: variant %s, cnn %s", runs.id[i], var ? var : "-", kind ? kind : "-");
         if (a < 0 || b < 0) continue;
         Cell *c = &cells[a][b];

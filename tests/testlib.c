@@ -27,6 +27,16 @@ int test_finish(const char *name) {
     return test_failures ? 1 : 0;
 }
 
+/* In a forked child: execs prog with args (NULL-terminated, at most 30); 127 when that fails. */
+static void exec_args(const char *prog, const char *const *args) {
+    const char *argv[32] = {prog};
+    int n = 1;
+    for (; args[n - 1] && n < 31; n++) argv[n] = args[n - 1];
+    argv[n] = NULL;
+    execv(prog, (char *const *)argv);
+    _exit(127);
+}
+
 int test_run_program(const char *prog, const char *const *args, const char *kill_after, int sig, char *out,
                      size_t cap) {
     int fd[2];
@@ -36,12 +46,7 @@ int test_run_program(const char *prog, const char *const *args, const char *kill
         dup2(fd[1], 1);
         dup2(fd[1], 2);
         close(fd[0]);
-        const char *argv[32] = {prog};
-        int n = 1;
-        for (; args[n - 1] && n < 31; n++) argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(prog, (char *const *)argv);
-        _exit(127);
+        exec_args(prog, args);
     }
     close(fd[1]);
     size_t len = 0;
@@ -58,4 +63,41 @@ int test_run_program(const char *prog, const char *const *args, const char *kill
     int st;
     waitpid(p, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int test_run_to_log(const char *prog, const char *log, const char *const *args) {
+    pid_t p = fork();
+    if (p == 0) {
+        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
+        exec_args(prog, args);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void test_print_file(const char *path) {
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    while (f && fgets(line, sizeof line, f)) fputs(line, stderr);
+    if (f) fclose(f);
+}
+
+int test_index_of(const char *const *names, int n, const char *s) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], s)) return i;
+    return -1;
+}
+
+int test_csv_split(char *line, char **f, int max) {
+    int n = 0;
+    line[strcspn(line, "\r\n")] = 0;
+    for (char *p = line; n < max;) {
+        f[n++] = p;
+        char *c = strchr(p, ',');
+        if (!c) break;
+        *c = 0;
+        p = c + 1;
+    }
+    return n;
 }

@@ -42,4 +42,13 @@ int test_finish(const char *name);
  * with kill_after, sends sig once the output contains that text. Returns the exit status, or 128 + signal. */
 int test_run_program(const char *prog, const char *const *args, const char *kill_after, int sig, char *out,
                      size_t cap);
+/* Runs prog with args (NULL-terminated, at most 30), stdout and stderr appended to the file log; the exit status,
+ * or 128 + signal. */
+int test_run_to_log(const char *prog, const char *log, const char *const *args);
+/* Copies the file at path to stderr (a log, on failure); nothing when it cannot be read. */
+void test_print_file(const char *path);
+/* The index of s in names[0..n), or -1. */
+int test_index_of(const char *const *names, int n, const char *s);
+/* Splits a CSV line without quoted fields into at most max fields in place (the line end dropped); the count. */
+int test_csv_split(char *line, char **f, int max);
 #endif
