@@ -36,6 +36,10 @@ typedef struct InitContext {
      * pointers into the old ones are invalid. NULL when the caller cannot. */
     int (*reattach)(struct InitContext *ctx, const int *ranks, Error *err);
     void *reattach_ctx;
+    /* Optional: the data passes on an accelerator (methods/init_data.h: InitAccel; the runner's GPU passes,
+     * experiments/init_cuda.h). NULL: init_input_stats / init_full_grads run the CPU model. */
+    const struct InitAccel *accel;
+    void *accel_ctx;
 } InitContext;
 
 /* method.params.<init>.<key> as a number / string, or def when absent; a value that is not a number is

@@ -4,7 +4,11 @@
  *   init_taps        forward over init batches; cb sees, per adapter, the slot input X (N, n) of each batch
  *                    (and the adapter's output slice of that forward).
  *   init_full_grads  G_i = the mean over init batches of dL/dW0 for each adapter's slice (m_i, n_i), L the
- *                    task's cross-entropy (mean over the batch), at the current weights. */
+ *                    task's cross-entropy (mean over the batch), at the current weights.
+ *   init_input_stats per batch, the second moments of every adapter slot's input (what EVA and CorDA need
+ *                    of X; an accelerator computes them without handing X (N, n) to the host).
+ * init_full_grads and init_input_stats run on ctx->accel when it is set (the GPU: the same quantities in
+ * bf16 with f32 accumulation), else on the CPU model. */
 #ifndef METHODS_INIT_DATA_H
 #define METHODS_INIT_DATA_H
 #include "init.h"
@@ -20,4 +24,22 @@ int init_taps(InitContext *ctx, int n_batches, InitTapFn cb, void *user, Error *
 /* G[i] (set->a[i].m x n, caller-allocated) = mean over n_batches of the full-weight gradient of adapter i's
  * rows. Returns batches used or -1. */
 int init_full_grads(InitContext *ctx, int n_batches, float **G, Error *err);
+
+/* Per batch, for adapter ai: S (n, n) = X^T X and c (n) = the column sums of X, X (N, n) the slot's input of
+ * that batch (adapters on one slot get the same S, c); with per_sample_max each image's rows (N / B of them, a
+ * ViT's tokens) are first divided by that image's max |x| (CorDA's covariance; an all-zero image stays 0).
+ * S and c are only valid during the call. */
+typedef void (*InitStatsFn)(void *user, int ai, const double *S, const double *c, long N, int batch_index);
+/* Runs n_batches init batches (fewer if the data ends) and calls cb for every adapter after each batch.
+ * Returns the number of batches run, or -1 with err. */
+int init_input_stats(InitContext *ctx, int n_batches, int per_sample_max, InitStatsFn cb, void *user, Error *err);
+
+/* An accelerator's versions of the data passes (same contracts as init_input_stats / init_full_grads; actx is
+ * ctx->accel_ctx). A NULL entry: that pass runs on the CPU. */
+typedef struct InitAccel {
+    const char *name; /* "cuda" */
+    int (*input_stats)(void *actx, InitContext *ctx, int n_batches, int per_sample_max, InitStatsFn cb, void *user,
+                       Error *err);
+    int (*full_grads)(void *actx, InitContext *ctx, int n_batches, float **G, Error *err);
+} InitAccel;
 #endif
