@@ -31,6 +31,7 @@
 #include "sweep.h"
 #include "task.h"
 #include "train.h"
+#include "init_cuda.h"
 #include "train_cuda.h"
 
 #define LORALAB_VERSION "loralab 0.1"
@@ -334,7 +335,8 @@ static int lava_options(AdapterOptions *o, const AdapterKind *kind, const CfgNod
 }
 
 static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t seed, const ImageSet *train,
-                         const TrainConfig *tc, long total_steps, int *attached, InitResult *ires, Error *err) {
+                         const TrainConfig *tc, long total_steps, const InitAccel *accel, int *attached,
+                         InitResult *ires, Error *err) {
     const char *adapter, *init;
     long rank;
     double alpha;
@@ -372,7 +374,8 @@ static int attach_method(Model *m, AdapterSet *ad, const CfgNode *c, uint64_t se
                                     .data = {.batch = init_batch, .ctx = &dctx, .n_images = train->n},
                                     .batch = tc->batch, .n_batches = 8, .label_smoothing = tc->label_smoothing,
                                     .lr = tc->opt.lr, .warmup_frac = tc->warmup_frac, .total_steps = total_steps,
-                                    .adamw = tc->opt.kind == OPT_ADAMW, .reattach = reattach, .reattach_ctx = &rctx};
+                                    .adamw = tc->opt.kind == OPT_ADAMW, .reattach = reattach, .reattach_ctx = &rctx,
+                                    .accel = accel};
                 init_options(c, init, (const char ***)&ictx.opts, &ictx.n_opts);
                 int kind_nb = init_find(init)->default_batches;
                 double b = 0, nb = 0, def_nb = kind_nb ? kind_nb : 8;
@@ -492,8 +495,14 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
         if (metrics_config(&mcfg, c, err) ||
             metrics_create(&mx, &mcfg, c, &m, &train, (uint64_t)gr->seed, tc.batch, tc.label_smoothing, err))
             goto fail;
+        /* the initializers' data passes go to the GPU where the run may use one; the CUDA context is made here,
+         * before the init clock starts (experiments/init_cuda.h) */
+        const char *dev_init;
+        if (cfg_get_string(c, "device", "auto", &dev_init, err)) goto fail;
+        const InitAccel *accel = init_cuda_accel(dev_init, &m);
         t0 = now_seconds();
-        if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total_steps, &attached, &ires, err)) goto fail;
+        if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total_steps, accel, &attached, &ires, err))
+            goto fail;
         init_s = now_seconds() - t0;
     }
     train_optimizer_init(&opt, &tc.opt, &m, attached ? &ad : NULL);
@@ -806,8 +815,12 @@ static int follow_one(const GridRun *gr, int run, long step, long t, Error *err)
     if (ckpt_in && m.family == MODEL_VIT && vit_load(&m.u.vit, ckpt_in, skip_head, err)) goto out;
     /* the same adapters (the initializer decides shapes, e.g. EVA's ranks); their values come from rank 0 */
     long total_steps = tc.max_steps > 0 ? tc.max_steps : (long)tc.epochs * (tc.batch > 0 ? train.n / tc.batch : 0);
+    /* the initializer's data passes on this rank's GPU too, so its shapes (EVA's ranks) match rank 0's */
+    const char *dev_init;
+    if (cfg_get_string(c, "device", "auto", &dev_init, err)) goto out;
     if (has_stage(c, "finetune") && !has_stage(c, "pretrain") &&
-        attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total_steps, &attached, &ires, err))
+        attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total_steps, init_cuda_accel(dev_init, &m),
+                      &attached, &ires, err))
         goto out;
     train_optimizer_init(&opt, &tc.opt, &m, attached ? &ad : NULL);
     opt.t = t;

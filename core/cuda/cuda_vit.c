@@ -39,14 +39,14 @@ static int add_train(CvDesc *d, int cap, const ParamSet *ps, int i, const Optimi
 
 /* Checks and describes; with create = 0 stops after the checks (no GPU touched). */
 static CudaVit *build(const ViT *m, const AdapterSet *ad, int max_batch, const OptConfig *oc, const Optimizer *opt,
-                      float smoothing, int create, Error *err) {
+                      float smoothing, int create, int skip_adapters, Error *err) {
     const ViTConfig *c = &m->cfg;
     const ParamSet *ps = &m->params;
     if (oc->kind != OPT_ADAMW) { fail(err, "cuda_vit: only AdamW is implemented on the GPU (optimizer kind %d)", oc->kind); return NULL; }
     if (oc->clip_norm > 0) { fail(err, "cuda_vit: gradient clipping (clip_norm %g) is not implemented on the GPU; set it to 0", oc->clip_norm); return NULL; }
     if (max_batch <= 0) { fail(err, "cuda_vit: max_batch %d must be positive", max_batch); return NULL; }
     int head_w = m->head.w, head_b = m->head.b;
-    if (m->head.n_ad || m->patch_slot.n_ad) {
+    if ((m->head.n_ad || m->patch_slot.n_ad) && !skip_adapters) {
         fail(err, "cuda_vit: adapter '%s' is on the head or the patch embedding; the GPU step supports LoRA on "
                   "blocks.i.attn.qkv:q|k|v only", (m->head.n_ad ? m->head.ad[0] : m->patch_slot.ad[0])->target);
         return NULL;
@@ -91,13 +91,13 @@ static CudaVit *build(const ViT *m, const AdapterSet *ad, int max_batch, const O
         cb->fc1_w = PDATA(ps, b->fc1.w); cb->fc1_b = PDATA(ps, b->fc1.b);
         cb->fc2_w = PDATA(ps, b->fc2.w); cb->fc2_b = PDATA(ps, b->fc2.b);
         const LinearSlot *others[4] = {&b->proj, &b->fc1, &b->fc2, NULL};
-        for (int k = 0; others[k]; k++)
+        for (int k = 0; others[k] && !skip_adapters; k++)
             if (others[k]->n_ad) {
                 fail(err, "cuda_vit: block %d has an adapter on proj/fc1/fc2 ('%s'); the GPU step supports LoRA on "
                           "blocks.i.attn.qkv:q|k|v only", l, others[k]->ad[0]->target);
                 goto bad;
             }
-        for (int i = 0; i < b->qkv.n_ad; i++) {
+        for (int i = 0; i < b->qkv.n_ad && !skip_adapters; i++) {
             const Adapter *a = b->qkv.ad[i];
             if (strcmp(a->kind->name, "lora") != 0 || a->m != c->dim) {
                 fail(err, "cuda_vit: adapter '%s' is of kind '%s' on %d rows; the GPU step supports kind 'lora' on one "
@@ -136,14 +136,22 @@ bad:
 }
 
 CudaVit *cuda_vit_create(const ViT *m, const AdapterSet *ad, int max_batch, const OptConfig *oc, Error *err) {
-    return build(m, ad, max_batch, oc, NULL, 0.0f, 1, err);
+    return build(m, ad, max_batch, oc, NULL, 0.0f, 1, 0, err);
 }
 
 CudaVit *cuda_vit_create_opt(const ViT *m, const AdapterSet *ad, int max_batch, const Optimizer *opt,
                              float label_smoothing, Error *err) {
-    return build(m, ad, max_batch, &opt->cfg, opt, label_smoothing, 1, err);
+    return build(m, ad, max_batch, &opt->cfg, opt, label_smoothing, 1, 0, err);
 }
 
 int cuda_vit_check(const ViT *m, const AdapterSet *ad, const OptConfig *oc, Error *err) {
-    return build(m, ad, 1, oc, NULL, 0.0f, 0, err) ? 0 : -1;
+    return build(m, ad, 1, oc, NULL, 0.0f, 0, 0, err) ? 0 : -1;
+}
+
+CudaVit *cuda_vit_create_init(const ViT *m, const AdapterSet *ad, int with_adapters, int max_batch,
+                              float label_smoothing, Error *err) {
+    OptConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = OPT_ADAMW;
+    return build(m, ad, max_batch, &oc, NULL, label_smoothing, 1, !with_adapters, err);
 }

@@ -85,6 +85,12 @@ struct CudaVit {
      * W_ext from the f32 masters (lora_fold, at the start of every forward) */
     int ln_ld, n_fold_jobs;
     struct FoldJob *fold_jobs; /* device */
+    /* the initializers' data passes (cuda_vit_input_moments, cuda_vit_qkv_grads): per block its slot in the
+     * accumulators (-1: not selected); device buffers allocated at a pass's first call, never in a step */
+    int *mo_slot, mo_on, mo_psm, n_mo;
+    float *mo_S, *mo_scale; /* (n_mo, Dp, Dp) moments of [X | 1], (max_batch) per-image 1 / max |x| */
+    int *gw_slot, gw_on, n_gw;
+    float *gw;              /* (n_gw, 3D, D) accumulated dL/dW_qkv */
 };
 #define GNORM_BLOCKS 64
 
@@ -390,6 +396,8 @@ extern "C" void cuda_vit_set_batch(CudaVit *g, const float *img, const int *labe
     CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
 }
 
+static void input_moments_block(CudaVit *g, int l, int ld);
+
 static void forward(CudaVit *g) {
     const CvDesc *d = &g->d;
     int B = g->B, T = g->T, D = d->D, H = d->H, NH = d->heads;
@@ -419,6 +427,7 @@ static void forward(CudaVit *g) {
             mark(g, PH_QKV);
             cuda_linear_forward(b->qkv, g->lnbuf, b->qkv_w, b->qkv_b, NULL, BT, D, 3 * D);
         }
+        if (g->mo_on && g->mo_slot[l] >= 0) input_moments_block(g, l, b->fold ? b->ld : D);
         mark(g, PH_LORA);
         for (int j = 0; j < b->n_lora && !b->fold; j++) {
             const CvLora *lo = &b->lora[j];
@@ -487,6 +496,7 @@ static void backward(CudaVit *g) {
     cuda_xent_backward(g->dlogits, g->probs, g->labels, B, d->K, d->label_smoothing, g->grad_scale);
     if (g->n_tp) CUDA_CHECK(cudaMemsetAsync(g->tg, 0, sizeof(float) * g->n_tp, g_cuda.stream));
     int below = g->low < d->depth;
+    for (int l = 0; g->gw_on && l < d->depth; l++) below |= g->gw_slot[l] >= 0;
     cuda_linear_backward(below ? g->dpooled : NULL, d->head_w_t >= 0 ? g->tg + g->toff[d->head_w_t] : NULL,
                          d->head_b_t >= 0 ? g->tg + g->toff[d->head_b_t] : NULL, g->dlogits, g->pooled, g->head_w16, B,
                          D, d->K, 0);
@@ -495,10 +505,13 @@ static void backward(CudaVit *g) {
     const bf16 *x_last = g->blk[d->depth - 1].x_out;
     mark(g, PH_B_LN);
     cuda_layernorm_backward(g->dx, NULL, NULL, g->dln, x_last, g->norm_w, g->meanf, g->rstdf, BT, D, 0);
-    for (int l = d->depth - 1; l >= g->low; l--) {
+    int low = g->low;
+    for (int l = 0; g->gw_on && l < low; l++)
+        if (g->gw_slot[l] >= 0) low = l;
+    for (int l = d->depth - 1; l >= low; l--) {
         Blk *b = &g->blk[l];
         const bf16 *x_in = l ? g->blk[l - 1].x_out : g->x0;
-        int want_dx = l > g->low;
+        int want_dx = l > low;
         /* x_out = x_attn + fc2(gelu(fc1(ln2(x_attn)))) */
         mark(g, PH_B_FC2);
         cuda_linear_backward(g->gbuf, NULL, NULL, g->dx, NULL, b->fc2_w, BT, H, D, 0);
@@ -513,6 +526,11 @@ static void backward(CudaVit *g) {
         cuda_linear_backward(g->atty, NULL, NULL, g->dx, NULL, b->proj_w, BT, D, D, 0);
         mark(g, PH_B_ATTN);
         cuda_attention_backward(g->dqkv, g->atty, b->qkv, b->o, b->lse, B, T, D, NH, g->att_scratch, 0);
+        if (g->gw_on && g->gw_slot[l] >= 0) { /* dW_qkv (3D, D) += dqkv^T ln1: ln1 again, unstrided */
+            cuda_layernorm_forward(g->lnbuf, NULL, NULL, x_in, b->n1w, b->n1b, BT, D, d->eps);
+            cuda_mm(false, true, D, 3 * D, BT, (const bf16d *)g->lnbuf, D, (const bf16d *)g->dqkv, 3 * D,
+                    g->gw + (size_t)g->gw_slot[l] * 3 * D * D, D, true, 1.0f, 1.0f, NULL, NULL);
+        }
         if (b->fold) {
             block_backward_folded(g, b, x_in, want_dx);
             continue;
@@ -735,10 +753,117 @@ extern "C" void cuda_vit_free(CudaVit *g) {
     cuda_free(g->gnorm_part);
     cuda_free(g->hyper);
     cuda_free(g->fold_jobs);
+    cuda_free(g->mo_S);
+    cuda_free(g->mo_scale);
+    cuda_free(g->gw);
+    free(g->mo_slot);
+    free(g->gw_slot);
     graphs_clear(g);
     free(g->host_img16);
     free(g->toff);
     free(g->train);
     free(g->blk);
     free(g);
+}
+
+/* ---- the initializers' data passes (cuda_vit_desc.h) ---- */
+
+/* scale[b] = 1 / max |x| over image b's T rows (0 for an all-zero image); one block per image */
+__global__ void image_absmax_inv_kernel(float *scale, const bf16d *x, int ld, int T, int D) {
+    __shared__ float sh[256];
+    const bf16d *xb = x + (size_t)blockIdx.x * T * ld;
+    float m = 0;
+    for (long i = threadIdx.x; i < (long)T * D; i += blockDim.x) m = fmaxf(m, fabsf(__bfloat162float(xb[(i / D) * ld + i % D])));
+    sh[threadIdx.x] = m;
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k /= 2) {
+        if ((int)threadIdx.x < k) sh[threadIdx.x] = fmaxf(sh[threadIdx.x], sh[threadIdx.x + k]);
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) scale[blockIdx.x] = sh[0] > 0 ? 1.0f / sh[0] : 0.0f;
+}
+/* y (BT, Dp) = [x * scale[row / T] | 1 | 0...] (scale NULL: 1) */
+__global__ void moments_rows_kernel(bf16d *y, const bf16d *x, int ld, const float *scale, int T, long BT, int D, int Dp) {
+    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i >= BT * Dp) return;
+    long r = i / Dp;
+    int j = (int)(i % Dp);
+    float v = j < D ? __bfloat162float(x[r * ld + j]) * (scale ? scale[r / T] : 1.0f) : j == D ? 1.0f : 0.0f;
+    y[i] = __float2bfloat16(v);
+}
+
+/* S (Dp, Dp) = [X | 1]^T [X | 1] of block l's ln1 output (g->lnbuf, row stride ld), into the block's slot. The
+ * GELU buffer is free at this point of the block (GELU writes it later, in stream order). */
+static void input_moments_block(CudaVit *g, int l, int ld) {
+    int T = g->T, D = g->d.D, Dp = D + 8;
+    long BT = (long)g->B * T;
+    const bf16d *x = (const bf16d *)g->lnbuf;
+    if (g->mo_psm) {
+        image_absmax_inv_kernel<<<g->B, 256, 0, g_cuda.stream>>>(g->mo_scale, x, ld, T, D);
+        LAUNCH_CHECK();
+    }
+    moments_rows_kernel<<<cdiv(BT * Dp, 256), 256, 0, g_cuda.stream>>>((bf16d *)g->gbuf, x, ld,
+                                                                          g->mo_psm ? g->mo_scale : NULL, T, BT, D, Dp);
+    LAUNCH_CHECK();
+    cuda_mm(false, true, Dp, Dp, (int)BT, (const bf16d *)g->gbuf, Dp, (const bf16d *)g->gbuf, Dp,
+            g->mo_S + (size_t)g->mo_slot[l] * Dp * Dp, Dp, true, 1.0f, 0.0f, NULL, NULL);
+}
+
+/* the selected blocks' slots; 1 when the selection changed from the previous call's */
+static int select_blocks(int **slot, int *n, const unsigned char *mask, int depth) {
+    int changed = !*slot;
+    if (!*slot) *slot = (int *)malloc(sizeof(int) * depth);
+    int k = 0;
+    for (int l = 0; l < depth; l++) {
+        int s = mask[l] ? k++ : -1;
+        changed |= (*slot)[l] != s;
+        (*slot)[l] = s;
+    }
+    *n = k;
+    return changed;
+}
+
+extern "C" void cuda_vit_input_moments(CudaVit *g, const unsigned char *mask, int per_sample_max, float *S) {
+    const CvDesc *d = &g->d;
+    int D = d->D, Dp = D + 8;
+    CUDA_ASSERT(g->B > 0 && d->H >= Dp);
+    if (select_blocks(&g->mo_slot, &g->n_mo, mask, d->depth) || !g->mo_S) {
+        cuda_free(g->mo_S);
+        g->mo_S = (float *)cuda_alloc(sizeof(float) * (size_t)(g->n_mo ? g->n_mo : 1) * Dp * Dp, "init input moments");
+    }
+    if (!g->mo_scale) g->mo_scale = (float *)cuda_alloc(sizeof(float) * d->max_batch, "init per-image scales");
+    g->mo_on = 1;
+    g->mo_psm = per_sample_max;
+    forward(g);
+    g->mo_on = 0;
+    /* (D+1, D+1) per selected block: X^T X, the column sums in row / column D, the row count at [D][D] */
+    for (int k = 0; k < g->n_mo; k++)
+        CUDA_CHECK(cudaMemcpy2DAsync(S + (size_t)k * (D + 1) * (D + 1), sizeof(float) * (D + 1),
+                                     g->mo_S + (size_t)k * Dp * Dp, sizeof(float) * Dp, sizeof(float) * (D + 1), D + 1,
+                                     cudaMemcpyDeviceToHost, g_cuda.stream));
+    cuda_sync();
+}
+
+extern "C" void cuda_vit_qkv_grads(CudaVit *g, const unsigned char *mask, int reset) {
+    const CvDesc *d = &g->d;
+    size_t per = (size_t)3 * d->D * d->D;
+    CUDA_ASSERT(g->B > 0);
+    if (select_blocks(&g->gw_slot, &g->n_gw, mask, d->depth) || !g->gw) {
+        cuda_free(g->gw);
+        g->gw = (float *)cuda_alloc(sizeof(float) * (g->n_gw ? g->n_gw : 1) * per, "init qkv weight gradients");
+        reset = 1;
+    }
+    if (reset) cuda_memset0(g->gw, sizeof(float) * (g->n_gw ? g->n_gw : 1) * per);
+    g->gw_on = 1;
+    forward(g);
+    backward(g);
+    g->gw_on = 0;
+}
+
+extern "C" void cuda_vit_qkv_grads_download(CudaVit *g, int l, int row0, int rows, float scale, float *out) {
+    const CvDesc *d = &g->d;
+    CUDA_ASSERT(g->gw && l >= 0 && l < d->depth && g->gw_slot[l] >= 0 && row0 >= 0 && row0 + rows <= 3 * d->D);
+    size_t n = (size_t)rows * d->D;
+    cuda_download_f32(out, g->gw + (size_t)g->gw_slot[l] * 3 * d->D * d->D + (size_t)row0 * d->D, (long)n);
+    for (size_t i = 0; i < n; i++) out[i] *= scale;
 }

@@ -26,6 +26,11 @@ CudaVit *cuda_vit_create(const ViT *m, const AdapterSet *ad, int max_batch, cons
  * (cuda_vit_download_grads) come from opt, whose sets must include m's and ad's ParamSets. */
 CudaVit *cuda_vit_create_opt(const ViT *m, const AdapterSet *ad, int max_batch, const Optimizer *opt,
                              float label_smoothing, Error *err);
+/* For the initializers' data passes (cuda_vit_input_moments, cuda_vit_qkv_grads): the model as it is, the
+ * adapters included (with_adapters = 1: they must be what cuda_vit_create accepts) or left out (0: the caller
+ * knows their contribution is zero, e.g. LoRA-XS adapters at R = 0), every backbone tensor but the head frozen. */
+CudaVit *cuda_vit_create_init(const ViT *m, const AdapterSet *ad, int with_adapters, int max_batch,
+                              float label_smoothing, Error *err);
 /* 0 when cuda_vit_create would accept this model + adapters + optimizer (touches no GPU); else -1 with err
  * naming what the GPU step does not support. */
 int cuda_vit_check(const ViT *m, const AdapterSet *ad, const OptConfig *oc, Error *err);

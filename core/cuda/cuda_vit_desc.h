@@ -61,6 +61,21 @@ void cuda_vit_set_graph(CudaVit *g, int on);
 void cuda_vit_profile(CudaVit *g, int on);
 void cuda_vit_profile_print(CudaVit *g, FILE *f);
 
+/* The initializers' data passes (methods/init_data.h on the GPU: experiments/init_cuda.c). mask (depth entries,
+ * 1 = selected) picks blocks; the selected blocks are numbered k = 0, 1, ... in depth order. Neither changes the
+ * model (the trainable gradients they leave behind are overwritten by the next step).
+ * cuda_vit_input_moments: forward of the current batch; S gets, per selected block k, the (D+1, D+1) row-major
+ * moments [X | 1]^T [X | 1] (f32 accumulation of bf16 products) of X (B T, D), the block's ln1 output (the
+ * input of blocks.l.attn.qkv), each image's T rows first divided by their max |x| when per_sample_max:
+ * S_k[:D, :D] = X^T X, S_k[D, :D] = the column sums, S_k[D][D] = B T. Waits. */
+void cuda_vit_input_moments(CudaVit *g, const unsigned char *mask, int per_sample_max, float *S);
+/* Forward, cross-entropy (the mean over the batch, label smoothing as configured) and backward of the current
+ * batch, adding dL/dW (3D, D) of each selected block's qkv weight into a device accumulator (zeroed first when
+ * reset, or when the selection changed). Asynchronous. */
+void cuda_vit_qkv_grads(CudaVit *g, const unsigned char *mask, int reset);
+/* Waits; scale times rows [row0, row0 + rows) of selected block l's accumulated dL/dW_qkv into out (rows, D). */
+void cuda_vit_qkv_grads_download(CudaVit *g, int l, int row0, int rows, float scale, float *out);
+
 #define CUDA_VIT_MAX_LORA 3
 typedef struct CvLora {
     int row0, m, r; /* rows [row0, row0+m) of the fused qkv output */

@@ -1,0 +1,192 @@
+/* experiments/init_cuda.c: the initializers' data passes on the GPU (init_cuda.h). */
+#include "init_cuda.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef LORALAB_HAVE_CUDA
+const InitAccel *init_cuda_accel(const char *device, const Model *m) {
+    (void)device, (void)m;
+    return NULL;
+}
+#else
+#include "core/cuda/cuda_backend.h"
+#include "core/cuda/cuda_vit.h"
+
+/* The block of every adapter (-1: not on a block's qkv slot). Returns 0 when all are on one. */
+static int adapter_blocks(int *blk, const ViT *v, const AdapterSet *set) {
+    int ok = 1;
+    for (int i = 0; i < set->n; i++) {
+        blk[i] = -1;
+        for (int l = 0; l < v->cfg.depth && blk[i] < 0; l++)
+            for (int k = 0; k < v->blocks[l].qkv.n_ad; k++)
+                if (v->blocks[l].qkv.ad[k] == &set->a[i]) blk[i] = l;
+        ok &= blk[i] >= 0 && set->a[i].n == v->cfg.dim && set->a[i].kh == 0;
+    }
+    return ok ? 0 : -1;
+}
+
+/* The pass's CudaVit with the adapters (the GPU step's kinds), without them (their delta is zero), or NULL
+ * (why says it: the pass runs on the CPU). */
+static CudaVit *pass_model(InitContext *ctx, char *why, size_t cap) {
+    const ViT *v = &ctx->model->u.vit;
+    OptConfig oc;
+    memset(&oc, 0, sizeof oc);
+    oc.kind = OPT_ADAMW;
+    Error e;
+    int with = cuda_vit_check(v, ctx->set, &oc, &e) == 0;
+    if (!with) {
+        size_t mn = 0;
+        for (int i = 0; i < ctx->set->n; i++) mn = MAX(mn, (size_t)ctx->set->a[i].m * ctx->set->a[i].n);
+        float *dW = xmalloc(sizeof(float) * (mn ? mn : 1));
+        int zero = 1;
+        for (int i = 0; i < ctx->set->n && zero; i++) {
+            const Adapter *a = &ctx->set->a[i];
+            a->kind->delta_weight(a, dW);
+            for (size_t k = 0; k < (size_t)a->m * a->n && zero; k++) zero = dW[k] == 0.0f;
+        }
+        free(dW);
+        if (!zero) {
+            snprintf(why, cap, "the adapters change the model and the GPU step cannot run them (%s)", e.msg);
+            return NULL;
+        }
+    }
+    CudaVit *g = cuda_vit_create_init(v, ctx->set, with, ctx->batch, ctx->label_smoothing, &e);
+    if (!g) snprintf(why, cap, "%s", e.msg);
+    return g;
+}
+
+typedef struct PassBufs {
+    float *x;
+    int *y;
+    unsigned char *mask;
+    int *blk;
+} PassBufs;
+
+static int pass_begin(PassBufs *p, InitContext *ctx, CudaVit **g, char *why, size_t cap) {
+    const Model *m = ctx->model;
+    memset(p, 0, sizeof *p);
+    *g = NULL;
+    if (!ctx->data.batch || ctx->batch <= 0) return -1; /* the CPU path gives the error */
+    p->blk = xmalloc(sizeof(int) * (size_t)(ctx->set->n ? ctx->set->n : 1));
+    if (adapter_blocks(p->blk, &m->u.vit, ctx->set)) {
+        snprintf(why, cap, "an adapter is not on a block's attn.qkv");
+        return -1;
+    }
+    if (!(*g = pass_model(ctx, why, cap))) return -1;
+    p->mask = xcalloc((size_t)m->u.vit.cfg.depth, 1);
+    for (int i = 0; i < ctx->set->n; i++) p->mask[p->blk[i]] = 1;
+    p->x = xmalloc(sizeof(float) * (size_t)ctx->batch * m->in_ch * m->img_h * m->img_w);
+    p->y = xmalloc(sizeof(int) * (size_t)ctx->batch);
+    return 0;
+}
+
+static void pass_end(PassBufs *p, CudaVit *g) {
+    cuda_vit_free(g);
+    free(p->x);
+    free(p->y);
+    free(p->mask);
+    free(p->blk);
+}
+
+/* the selected-block index of block l */
+static int sel_index(const unsigned char *mask, int l) {
+    int k = 0;
+    for (int j = 0; j < l; j++) k += mask[j];
+    return k;
+}
+
+static int cpu_fallback_note(const char *pass, const char *why) {
+    fprintf(stderr, "init %s on the CPU: %s\n", pass, why);
+    return 0;
+}
+
+static int gpu_input_stats(void *actx, InitContext *ctx, int n_batches, int per_sample_max, InitStatsFn cb, void *user,
+                           Error *err) {
+    (void)actx;
+    PassBufs p;
+    CudaVit *g;
+    char why[300] = "";
+    if (pass_begin(&p, ctx, &g, why, sizeof why)) {
+        if (why[0]) cpu_fallback_note("input statistics", why);
+        pass_end(&p, g);
+        InitContext c = *ctx;
+        c.accel = NULL;
+        return init_input_stats(&c, n_batches, per_sample_max, cb, user, err);
+    }
+    int D = ctx->model->u.vit.cfg.dim, nsel = 0, depth = ctx->model->u.vit.cfg.depth;
+    for (int l = 0; l < depth; l++) nsel += p.mask[l];
+    size_t per = (size_t)(D + 1) * (D + 1);
+    float *S = xmalloc(sizeof(float) * per * nsel);
+    double *Sd = xmalloc(sizeof(double) * (size_t)D * D), *cd = xmalloc(sizeof(double) * D);
+    int done = 0;
+    for (int b = 0; b < n_batches; b++) {
+        int B = ctx->data.batch(ctx->data.ctx, b, ctx->batch, p.x, p.y);
+        if (B <= 0) break;
+        cuda_vit_set_batch(g, p.x, p.y, B);
+        cuda_vit_input_moments(g, p.mask, per_sample_max, S);
+        int last = -1;
+        for (int i = 0; i < ctx->set->n; i++) {
+            int k = sel_index(p.mask, p.blk[i]);
+            const float *Sk = S + per * k;
+            if (k != last) {
+                for (int r = 0; r < D; r++) {
+                    for (int c = 0; c < D; c++) Sd[(size_t)r * D + c] = Sk[(size_t)r * (D + 1) + c];
+                    cd[r] = Sk[(size_t)D * (D + 1) + r];
+                }
+                last = k;
+            }
+            cb(user, i, Sd, cd, (long)Sk[(size_t)D * (D + 1) + D], b);
+        }
+        done++;
+    }
+    free(S);
+    free(Sd);
+    free(cd);
+    pass_end(&p, g);
+    if (done == 0) return err_set(err, "no init batch could be drawn (the training data is empty?)");
+    return done;
+}
+
+static int gpu_full_grads(void *actx, InitContext *ctx, int n_batches, float **G, Error *err) {
+    (void)actx;
+    PassBufs p;
+    CudaVit *g;
+    char why[300] = "";
+    if (pass_begin(&p, ctx, &g, why, sizeof why)) {
+        if (why[0]) cpu_fallback_note("gradients", why);
+        pass_end(&p, g);
+        InitContext c = *ctx;
+        c.accel = NULL;
+        return init_full_grads(&c, n_batches, G, err);
+    }
+    int done = 0;
+    for (int b = 0; b < n_batches; b++) {
+        int B = ctx->data.batch(ctx->data.ctx, b, ctx->batch, p.x, p.y);
+        if (B <= 0) break;
+        cuda_vit_set_batch(g, p.x, p.y, B);
+        cuda_vit_qkv_grads(g, p.mask, done == 0);
+        done++;
+    }
+    for (int i = 0; i < ctx->set->n && done; i++) {
+        const Adapter *a = &ctx->set->a[i];
+        cuda_vit_qkv_grads_download(g, p.blk[i], a->row0, a->m, 1.0f / (float)done, G[i]);
+    }
+    pass_end(&p, g);
+    if (done == 0) return err_set(err, "no init batch could be drawn (the training data is empty?)");
+    return done;
+}
+
+static const InitAccel INIT_CUDA = {"cuda", gpu_input_stats, gpu_full_grads};
+
+const InitAccel *init_cuda_accel(const char *device, const Model *m) {
+    if (!device || !strcmp(device, "cpu") || m->family != MODEL_VIT || cuda_device_count() == 0) return NULL;
+    char msg[256];
+    if (cuda_init(msg)) {
+        fprintf(stderr, "init passes on the CPU: %s\n", msg);
+        return NULL;
+    }
+    return &INIT_CUDA;
+}
+#endif
