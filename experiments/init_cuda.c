@@ -10,6 +10,10 @@ const InitAccel *init_cuda_accel(const char *device, const Model *m) {
     (void)device, (void)m;
     return NULL;
 }
+size_t init_cuda_peak_bytes(int reset) {
+    (void)reset;
+    return 0;
+}
 #else
 #include "core/cuda/cuda_backend.h"
 #include "core/cuda/cuda_vit.h"
@@ -82,7 +86,18 @@ static int pass_begin(PassBufs *p, InitContext *ctx, CudaVit **g, char *why, siz
     return 0;
 }
 
+static size_t g_peak_bytes;
+size_t init_cuda_peak_bytes(int reset) {
+    size_t b = g_peak_bytes;
+    if (reset) g_peak_bytes = 0;
+    return b;
+}
+
 static void pass_end(PassBufs *p, CudaVit *g) {
+    if (g) {
+        size_t b = cuda_vit_param_bytes(g) + cuda_vit_arena_bytes(g) + cuda_vit_init_bytes(g);
+        g_peak_bytes = MAX(g_peak_bytes, b);
+    }
     cuda_vit_free(g);
     free(p->x);
     free(p->y);

@@ -17,4 +17,7 @@
 #include "methods/init_data.h"
 
 const InitAccel *init_cuda_accel(const char *device, const Model *m);
+/* The most device memory one GPU pass held since the last reset (weights, activations for the init batch,
+ * accumulators; not the CUDA context): the runner records it as the result init_gpu_bytes. */
+size_t init_cuda_peak_bytes(int reset);
 #endif

@@ -737,6 +737,11 @@ extern "C" size_t cuda_vit_param_bytes(const CudaVit *g) {
     return g->frozen_bytes + (size_t)(g->n_tp ? g->n_tp : 64) * 18 + (g->head_frozen32 ? sizeof(float) * g->d.K : 0);
 }
 extern "C" size_t cuda_vit_arena_bytes(const CudaVit *g) { return g->ar.cap; }
+extern "C" size_t cuda_vit_init_bytes(const CudaVit *g) {
+    size_t Dp = (size_t)g->d.D + 8, D = g->d.D;
+    return (g->mo_S ? sizeof(float) * (g->n_mo ? g->n_mo : 1) * Dp * Dp : 0) +
+           (g->mo_scale ? sizeof(float) * g->d.max_batch : 0) + (g->gw ? sizeof(float) * (g->n_gw ? g->n_gw : 1) * 3 * D * D : 0);
+}
 
 extern "C" void cuda_vit_free(CudaVit *g) {
     if (!g) return;

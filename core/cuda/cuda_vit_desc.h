@@ -75,6 +75,8 @@ void cuda_vit_input_moments(CudaVit *g, const unsigned char *mask, int per_sampl
 void cuda_vit_qkv_grads(CudaVit *g, const unsigned char *mask, int reset);
 /* Waits; scale times rows [row0, row0 + rows) of selected block l's accumulated dL/dW_qkv into out (rows, D). */
 void cuda_vit_qkv_grads_download(CudaVit *g, int l, int row0, int rows, float scale, float *out);
+/* Device bytes of those passes' accumulators (0 before the first pass). */
+size_t cuda_vit_init_bytes(const CudaVit *g);
 
 #define CUDA_VIT_MAX_LORA 3
 typedef struct CvLora {
