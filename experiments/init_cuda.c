@@ -33,7 +33,7 @@ static int adapter_blocks(int *blk, const ViT *v, const AdapterSet *set) {
 
 /* The pass's CudaVit with the adapters (the GPU step's kinds), without them (their delta is zero), or NULL
  * (why says it: the pass runs on the CPU). */
-static CudaVit *pass_model(InitContext *ctx, char *why, size_t cap) {
+static CudaVit *pass_model(InitContext *ctx, int infer_only, char *why, size_t cap) {
     const ViT *v = &ctx->model->u.vit;
     OptConfig oc;
     memset(&oc, 0, sizeof oc);
@@ -56,7 +56,7 @@ static CudaVit *pass_model(InitContext *ctx, char *why, size_t cap) {
             return NULL;
         }
     }
-    CudaVit *g = cuda_vit_create_init(v, ctx->set, with, ctx->batch, ctx->label_smoothing, &e);
+    CudaVit *g = cuda_vit_create_init(v, ctx->set, with, infer_only, ctx->batch, ctx->label_smoothing, &e);
     if (!g) snprintf(why, cap, "%s", e.msg);
     return g;
 }
@@ -68,7 +68,7 @@ typedef struct PassBufs {
     int *blk;
 } PassBufs;
 
-static int pass_begin(PassBufs *p, InitContext *ctx, CudaVit **g, char *why, size_t cap) {
+static int pass_begin(PassBufs *p, InitContext *ctx, int infer_only, CudaVit **g, char *why, size_t cap) {
     const Model *m = ctx->model;
     memset(p, 0, sizeof *p);
     *g = NULL;
@@ -78,7 +78,7 @@ static int pass_begin(PassBufs *p, InitContext *ctx, CudaVit **g, char *why, siz
         snprintf(why, cap, "an adapter is not on a block's attn.qkv");
         return -1;
     }
-    if (!(*g = pass_model(ctx, why, cap))) return -1;
+    if (!(*g = pass_model(ctx, infer_only, why, cap))) return -1;
     p->mask = xcalloc((size_t)m->u.vit.cfg.depth, 1);
     for (int i = 0; i < ctx->set->n; i++) p->mask[p->blk[i]] = 1;
     p->x = xmalloc(sizeof(float) * (size_t)ctx->batch * m->in_ch * m->img_h * m->img_w);
@@ -123,7 +123,7 @@ static int gpu_input_stats(void *actx, InitContext *ctx, int n_batches, int per_
     PassBufs p;
     CudaVit *g;
     char why[300] = "";
-    if (pass_begin(&p, ctx, &g, why, sizeof why)) {
+    if (pass_begin(&p, ctx, 1, &g, why, sizeof why)) {
         if (why[0]) cpu_fallback_note("input statistics", why);
         pass_end(&p, g);
         InitContext c = *ctx;
@@ -169,7 +169,7 @@ static int gpu_full_grads(void *actx, InitContext *ctx, int n_batches, float **G
     PassBufs p;
     CudaVit *g;
     char why[300] = "";
-    if (pass_begin(&p, ctx, &g, why, sizeof why)) {
+    if (pass_begin(&p, ctx, 0, &g, why, sizeof why)) {
         if (why[0]) cpu_fallback_note("gradients", why);
         pass_end(&p, g);
         InitContext c = *ctx;

@@ -39,7 +39,7 @@ static int add_train(CvDesc *d, int cap, const ParamSet *ps, int i, const Optimi
 
 /* Checks and describes; with create = 0 stops after the checks (no GPU touched). */
 static CudaVit *build(const ViT *m, const AdapterSet *ad, int max_batch, const OptConfig *oc, const Optimizer *opt,
-                      float smoothing, int create, int skip_adapters, Error *err) {
+                      float smoothing, int create, int skip_adapters, int infer_only, Error *err) {
     const ViTConfig *c = &m->cfg;
     const ParamSet *ps = &m->params;
     if (oc->kind != OPT_ADAMW) { fail(err, "cuda_vit: only AdamW is implemented on the GPU (optimizer kind %d)", oc->kind); return NULL; }
@@ -62,6 +62,7 @@ static CudaVit *build(const ViT *m, const AdapterSet *ad, int max_batch, const O
     d.img = c->img_size; d.in_ch = c->in_ch; d.patch = c->patch; d.D = c->dim; d.depth = c->depth;
     d.heads = c->heads; d.H = c->mlp_hidden; d.K = c->n_classes; d.pool = c->pool == POOL_MEAN; d.eps = c->ln_eps;
     d.max_batch = max_batch;
+    d.infer_only = infer_only;
     d.beta1 = oc->beta1 != 0 ? oc->beta1 : 0.9f;
     d.beta2 = oc->beta2 != 0 ? oc->beta2 : 0.999f;
     d.eps_adam = oc->eps != 0 ? oc->eps : 1e-8f;
@@ -136,22 +137,22 @@ bad:
 }
 
 CudaVit *cuda_vit_create(const ViT *m, const AdapterSet *ad, int max_batch, const OptConfig *oc, Error *err) {
-    return build(m, ad, max_batch, oc, NULL, 0.0f, 1, 0, err);
+    return build(m, ad, max_batch, oc, NULL, 0.0f, 1, 0, 0, err);
 }
 
 CudaVit *cuda_vit_create_opt(const ViT *m, const AdapterSet *ad, int max_batch, const Optimizer *opt,
                              float label_smoothing, Error *err) {
-    return build(m, ad, max_batch, &opt->cfg, opt, label_smoothing, 1, 0, err);
+    return build(m, ad, max_batch, &opt->cfg, opt, label_smoothing, 1, 0, 0, err);
 }
 
 int cuda_vit_check(const ViT *m, const AdapterSet *ad, const OptConfig *oc, Error *err) {
-    return build(m, ad, 1, oc, NULL, 0.0f, 0, 0, err) ? 0 : -1;
+    return build(m, ad, 1, oc, NULL, 0.0f, 0, 0, 0, err) ? 0 : -1;
 }
 
-CudaVit *cuda_vit_create_init(const ViT *m, const AdapterSet *ad, int with_adapters, int max_batch,
+CudaVit *cuda_vit_create_init(const ViT *m, const AdapterSet *ad, int with_adapters, int infer_only, int max_batch,
                               float label_smoothing, Error *err) {
     OptConfig oc;
     memset(&oc, 0, sizeof oc);
     oc.kind = OPT_ADAMW;
-    return build(m, ad, max_batch, &oc, NULL, label_smoothing, 1, !with_adapters, err);
+    return build(m, ad, max_batch, &oc, NULL, label_smoothing, 1, !with_adapters, infer_only, err);
 }

@@ -192,6 +192,13 @@ static void carve(CudaVit *g, CudaArena *ar, int B) {
     g->x0 = A16(BT * D);
     for (int l = 0; l < d->depth; l++) {
         Blk *b = &g->blk[l];
+        if (d->infer_only && l >= 2) { /* forward only: block l reads block l - 1's output, so two sets suffice */
+            Blk *s = &g->blk[l % 2];
+            b->mean1 = s->mean1; b->rstd1 = s->rstd1; b->mean2 = s->mean2; b->rstd2 = s->rstd2; b->lse = s->lse;
+            b->qkv = s->qkv; b->o = s->o; b->x_attn = s->x_attn; b->h = s->h; b->x_out = s->x_out;
+            memcpy(b->xa, s->xa, sizeof b->xa);
+            continue;
+        }
         b->mean1 = A32(BT); b->rstd1 = A32(BT); b->mean2 = A32(BT); b->rstd2 = A32(BT);
         b->lse = A32((long)B * d->heads * g->T);
         b->qkv = A16(BT * 3 * D);
@@ -220,6 +227,13 @@ static void carve(CudaVit *g, CudaArena *ar, int B) {
     g->att_scratch = cuda_arena_alloc(ar, cuda_attention_scratch_bytes(B, g->T, d->D, d->heads));
 #undef A16
 #undef A32
+}
+
+/* dst (rows, ld) <- src (rows, cols) row-major, as bf16 */
+__global__ void f32_to_bf16_rows_kernel(bf16d *dst, const float *src, long rows, long cols, long ld) {
+    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i >= rows * cols) return;
+    dst[(i / cols) * ld + i % cols] = __float2bfloat16_rn(src[i]);
 }
 
 extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
@@ -294,22 +308,23 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
     for (int i = 0; i < ni; i++) total += ((items[i].rows ? items[i].rows * items[i].ld : items[i].n) + 63) & ~63L;
     g->frozen_bytes = (size_t)total * sizeof(bf16);
     g->frozen = (bf16 *)cuda_alloc(g->frozen_bytes, "frozen ViT weights (bf16)");
-    uint16_t *stage = (uint16_t *)calloc(g->frozen_bytes, 1); /* W_ext's adapter columns start at 0 */
+    /* f32 up, bf16 on the device (round to nearest even, as host_bf16): the host never converts 86 M values */
+    cuda_memset0(g->frozen, g->frozen_bytes); /* W_ext's adapter columns start at 0 */
+    long smax = 1;
+    for (int i = 0; i < ni; i++) smax = items[i].n > smax ? items[i].n : smax;
+    float *stage = (float *)cuda_alloc(sizeof(float) * smax, "frozen weight upload staging (f32)");
     long off = 0;
     for (int i = 0; i < ni; i++) {
         *items[i].dst = g->frozen + off;
-        if (items[i].rows) {
-            long cols = items[i].n / items[i].rows;
-            for (long r = 0; r < items[i].rows; r++)
-                for (long c = 0; c < cols; c++) stage[off + r * items[i].ld + c] = host_bf16(items[i].src[r * cols + c]);
-            off += (items[i].rows * items[i].ld + 63) & ~63L;
-        } else {
-            for (long k = 0; k < items[i].n; k++) stage[off + k] = host_bf16(items[i].src[k]);
-            off += (items[i].n + 63) & ~63L;
-        }
+        long rows = items[i].rows ? items[i].rows : 1, cols = items[i].n / rows, ld = items[i].rows ? items[i].ld : cols;
+        cuda_upload_f32(stage, items[i].src, (size_t)items[i].n);
+        f32_to_bf16_rows_kernel<<<cdiv(items[i].n, 256), 256, 0, g_cuda.stream>>>((bf16d *)(g->frozen + off), stage, rows,
+                                                                                  cols, ld);
+        LAUNCH_CHECK();
+        off += (rows * ld + 63) & ~63L;
     }
-    CUDA_CHECK(cudaMemcpy(g->frozen, stage, g->frozen_bytes, cudaMemcpyHostToDevice));
-    free(stage);
+    cuda_sync();
+    cuda_free(stage);
 
     /* trainable tensors: decayed first, then the rest, so AdamW is two launches; a folded block's A's side by
      * side (A_cat), the group and every other tensor at 64-element offsets */
@@ -491,6 +506,7 @@ static void block_backward_folded(CudaVit *g, Blk *b, const bf16 *x_in, int want
 
 static void backward(CudaVit *g) {
     const CvDesc *d = &g->d;
+    CUDA_ASSERT(!d->infer_only); /* its blocks share activation buffers: forward only */
     int B = g->B, T = g->T, D = d->D, H = d->H, NH = d->heads;
     int BT = B * T;
     cuda_xent_backward(g->dlogits, g->probs, g->labels, B, d->K, d->label_smoothing, g->grad_scale);

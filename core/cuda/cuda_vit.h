@@ -28,8 +28,10 @@ CudaVit *cuda_vit_create_opt(const ViT *m, const AdapterSet *ad, int max_batch, 
                              float label_smoothing, Error *err);
 /* For the initializers' data passes (cuda_vit_input_moments, cuda_vit_qkv_grads): the model as it is, the
  * adapters included (with_adapters = 1: they must be what cuda_vit_create accepts) or left out (0: the caller
- * knows their contribution is zero, e.g. LoRA-XS adapters at R = 0), every backbone tensor but the head frozen. */
-CudaVit *cuda_vit_create_init(const ViT *m, const AdapterSet *ad, int with_adapters, int max_batch,
+ * knows their contribution is zero, e.g. LoRA-XS adapters at R = 0), every backbone tensor but the head frozen.
+ * infer_only = 1: forward passes only (cuda_vit_input_moments), the blocks sharing two sets of activation
+ * buffers (ViT-B/16 at batch 32: ~0.2 GB instead of ~1.3 GB); a step or cuda_vit_qkv_grads then aborts. */
+CudaVit *cuda_vit_create_init(const ViT *m, const AdapterSet *ad, int with_adapters, int infer_only, int max_batch,
                               float label_smoothing, Error *err);
 /* 0 when cuda_vit_create would accept this model + adapters + optimizer (touches no GPU); else -1 with err
  * naming what the GPU step does not support. */

@@ -107,6 +107,7 @@ typedef struct CvDesc {
     float beta1, beta2, eps_adam, weight_decay;
     float label_smoothing; /* of the cross-entropy (core/cpu/xent.h) */
     long adam_t;           /* AdamW steps already taken (a resumed run; with host_m / host_v) */
+    int infer_only;        /* forward passes only (init statistics): blocks share two sets of activation buffers */
 } CvDesc;
 /* Builds from a descriptor (host tensors f32; copied, the descriptor need not outlive the call except the
  * CvTrain host pointers); NULL with a message in err (>= 256 bytes) on failure. */
