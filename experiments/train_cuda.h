@@ -4,7 +4,8 @@
  * present and the run is one the GPU step supports, else the CPU; a one-line note says why when a GPU is
  * present but not used). The GPU step (core/cuda/cuda_vit.h) supports: a ViT backbone, frozen except the
  * head; adapters of kind lora (rsLoRA included) on blocks.i.attn.qkv:q|k|v; AdamW without gradient clipping;
- * any schedule, warmup, label smoothing, hflip, batch. The initializer runs before, on the CPU; the
+ * any schedule, warmup, label smoothing, hflip, batch. The initializer runs before (its data passes on the GPU:
+ * experiments/init_cuda.h; its linear algebra on the CPU); the
  * adapters, the head and the (possibly initializer-changed) frozen weights are uploaded when training starts.
  * train_classifier_cuda is train_classifier (train.h) on the GPU, the same hooks, data order, schedule and
  * checkpoints (the trainable tensors and AdamW state are downloaded into m, ad and opt for every checkpoint and
