@@ -76,6 +76,103 @@ int la_svd(float *U, float *S, float *Vt, const float *A, int m, int n, Error *e
     return rc;
 }
 
+/* la_svd_top's rule for the Gram path: the k-th eigenvalue of the Gram matrix at least this fraction of the
+ * largest, i.e. S_k >= 1e-3 S_1. Then the Gram path's errors (eps S_1^2 / S_k in a singular value, S_1 / (2 S_i)
+ * times the direct SVD's in a vector) stay ~1e-13 of S_1, far below float rounding; below it (a gradient of
+ * low rank, a zero matrix) dgesvdx works on A itself. */
+#define LA_TOP_GRAM_MIN 1e-6
+
+/* Flip triplet i (column i of u (rows, ld lu) and of v (cols, ld lv), both column-major) so that the entry of
+ * largest magnitude of u's column is positive (the first such on ties). */
+static void normalize_pair_signs(double *u, int rows, int lu, double *v, int cols, int lv, int k) {
+    for (int i = 0; i < k; i++) {
+        double *ui = u + (size_t)i * lu, *vi = v + (size_t)i * lv;
+        int best = 0;
+        for (int t = 1; t < rows; t++)
+            if (fabs(ui[t]) > fabs(ui[best])) best = t;
+        if (ui[best] >= 0) continue;
+        for (int t = 0; t < rows; t++) ui[t] = -ui[t];
+        for (int t = 0; t < cols; t++) vi[t] = -vi[t];
+    }
+}
+
+/* Gram path: G = the smaller of A^T A, A A^T (p x p, p = min(m, n)); its k largest eigenpairs (dsyevr range 'I');
+ * the other side's vectors by one GEMM, divided by S. a is A column-major (m, n). Fills s (k, descending),
+ * u (m, k) and v (n, k) column-major (vectors always: the sign rule needs them). Returns 1 (nothing filled)
+ * when S_k < 1e-3 S_1 (LA_TOP_GRAM_MIN) or dsyevr fails: then the caller takes dgesvdx. */
+static int svd_top_gram(double *s, double *u, double *v, const double *a, int m, int n, int k) {
+    int tall = m >= n, p = tall ? n : m;
+    double *g = xmalloc((size_t)p * p * sizeof *g), *w = xmalloc((size_t)p * sizeof *w);
+    double *z = xmalloc((size_t)p * k * sizeof *z);
+    lapack_int *isuppz = xmalloc((size_t)2 * k * sizeof *isuppz), found = 0;
+    if (tall) cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, n, m, 1.0, a, m, 0.0, g, n);   /* A^T A */
+    else cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, m, n, 1.0, a, m, 0.0, g, m);      /* A A^T */
+    lapack_int info = LAPACKE_dsyevr(LAPACK_COL_MAJOR, 'V', 'I', 'L', p, g, p, 0.0, 0.0, p - k + 1, p, 0.0, &found, w,
+                                     z, p, isuppz);
+    ASSERTF(info >= 0, "la_svd_top: LAPACKE_dsyevr argument %d is invalid", (int)-info);
+    int rc = 1;
+    /* w ascending: w[k-1] the largest, w[0] the k-th largest */
+    if (info == 0 && found == k && w[k - 1] > 0 && w[0] >= LA_TOP_GRAM_MIN * w[k - 1]) {
+        double *zd = tall ? v : u; /* the Gram side, descending */
+        int zl = tall ? n : m;
+        for (int i = 0; i < k; i++) {
+            s[i] = sqrt(w[k - 1 - i]);
+            memcpy(zd + (size_t)i * zl, z + (size_t)(k - 1 - i) * p, (size_t)p * sizeof *z);
+        }
+        if (tall) /* U = A V diag(1/S) */
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0, a, m, v, n, 0.0, u, m);
+        else /* V = A^T U diag(1/S) */
+            cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0, a, m, u, m, 0.0, v, n);
+        double *o = tall ? u : v;
+        int ol = tall ? m : n;
+        for (int i = 0; i < k; i++)
+            for (int t = 0; t < ol; t++) o[(size_t)i * ol + t] /= s[i];
+        rc = 0;
+    }
+    free(g), free(w), free(z), free(isuppz);
+    return rc;
+}
+
+int la_svd_top(float *U, float *S, float *Vt, const float *A, int m, int n, int k, Error *err) {
+    ASSERT(m >= 1 && n >= 1 && A);
+    int kmax = MIN(m, n);
+    ASSERTF(k >= 1 && k <= kmax, "la_svd_top: k = %d triplets of A (%d x %d): expected 1 <= k <= %d", k, m, n, kmax);
+    double *a = xmalloc((size_t)m * n * sizeof *a), *s = xmalloc((size_t)kmax * sizeof *s);
+    /* u (m, kmax) column-major, v (n, kmax) column-major (V, not Vt: one layout for both sides) */
+    double *u = xmalloc((size_t)m * kmax * sizeof *u), *v = xmalloc((size_t)n * kmax * sizeof *v);
+    int rc = to_colmajor(a, A, m, n, "la_svd_top", err);
+    if (rc == 0 && svd_top_gram(s, u, v, a, m, n, k)) {
+        /* dgesvdx on A (it overwrites a: the Gram path is done with it) */
+        double *vt = xmalloc((size_t)k * n * sizeof *vt);
+        lapack_int *superb = xmalloc((size_t)12 * kmax * sizeof *superb), ns = 0;
+        lapack_int info = LAPACKE_dgesvdx(LAPACK_COL_MAJOR, 'V', 'V', 'I', m, n, a, m, 0.0, 0.0, 1, k, &ns, s, u, m,
+                                          vt, k, superb);
+        ASSERTF(info >= 0, "la_svd_top: LAPACKE_dgesvdx argument %d is invalid", (int)-info);
+        int ldvt = k;
+        if (info > 0 || ns != k) { /* not converged: the full SVD (dgesdd, then dgesvd), first k */
+            free(vt);
+            vt = xmalloc((size_t)kmax * n * sizeof *vt);
+            rc = svd_double(u, s, vt, A, m, n, "la_svd_top", err);
+            ldvt = kmax;
+        }
+        if (rc == 0)
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < n; j++) v[(size_t)i * n + j] = vt[(size_t)j * ldvt + i];
+        free(vt), free(superb);
+    }
+    if (rc == 0) {
+        normalize_pair_signs(u, m, m, v, n, n, k);
+        if (S)
+            for (int i = 0; i < k; i++) S[i] = (float)s[i];
+        if (U) from_colmajor(U, u, m, k, m);
+        if (Vt) /* Vt row i = column i of v */
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < n; j++) Vt[(size_t)i * n + j] = (float)v[(size_t)i * n + j];
+    }
+    free(a), free(s), free(u), free(v);
+    return rc;
+}
+
 int la_qr(float *Q, float *R, const float *A, int m, int n, Error *err) {
     ASSERT(m >= 1 && n >= 1 && A);
     int k = MIN(m, n);

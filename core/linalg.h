@@ -18,6 +18,18 @@
  * dgesdd, retried with dgesvd if it does not converge. */
 int la_svd(float *U, float *S, float *Vt, const float *A, int m, int n, Error *err);
 
+/* The k largest singular triplets of A (m,n), 1 <= k <= min(m,n): U (m,k), S (k), Vt (k,n), la_svd's first k
+ * up to signs (S descending and >= 0, the same values and vectors to ~1e-12 of S_1), for the inits that keep
+ * only the top r or 2r (PiSSA, LoRA-GA, LoRA-SB, LoRA-XS, CorDA IPM). Any output may be NULL.
+ * In double: the k largest eigenpairs of the smaller Gram matrix (A^T A or A A^T, dsyrk + dsyevr range 'I'),
+ * the other side's vectors by one GEMM, while S_k >= 1e-3 S_1 (where squaring the spectrum costs nothing at
+ * float precision; core/linalg.c says why); else dgesvdx (range 'I') on A, and dgesdd/dgesvd if that does not
+ * converge. ~5x faster than la_svd at 768 x 768, k 16 (docs/engine.md, "Init cost").
+ * Signs: NOT LAPACK's (which differ between these routines): each triplet is flipped so that the entry of
+ * largest magnitude of U's column is positive (the first such on ties), so they do not depend on the path.
+ * la_svd's (dgesdd's, torch's on CPU) may differ by a sign per triplet, u_i and v_i together. */
+int la_svd_top(float *U, float *S, float *Vt, const float *A, int m, int n, int k, Error *err);
+
 /* Thin QR A (m,n) = Q (m,k) R (k,n), k = min(m,n); Q has orthonormal columns, R is upper triangular
  * (upper trapezoidal when n > m; entries below the diagonal are exactly 0). Signs as LAPACK's Householder
  * dgeqrf (and numpy.linalg.qr / torch.linalg.qr on CPU): R[j][j] = -sign(v_j[j]) * ||v_j|| where v_j is the

@@ -28,6 +28,17 @@ void eva_pca_free(EvaPca *p);
 /* One batch X (N, n). Returns 0 when fitted, 1 when skipped because N < k (PEFT's SVDHook skips such
  * batches), -1 with err (a non-finite input, or the SVD failed). */
 int eva_pca_partial_fit(EvaPca *p, const float *X, int N, Error *err);
+/* The same partial fit from the batch's second moments instead of its rows: S (n, n) = X^T X and c (n) = the
+ * column sums of X (N, n) (init_input_stats' statistics, which an accelerator computes without handing X to the
+ * host). The batch mean is c / N, the centred Gram Xc^T Xc = S - N mean mean^T, and the thin SVD of the stacked
+ * matrix [sv * components; Xc; mean correction] becomes the eigendecomposition (double, LAPACK dsyevr, top k) of
+ * its Gram components^T diag(sv^2) components + Xc^T Xc + correction^T correction: singular values = sqrt of the
+ * eigenvalues (clamped at 0), components = the eigenvectors; signs, explained variance ratios, cosines and the
+ * running mean / m2 as eva_pca_partial_fit. Squaring the matrix costs precision on the small components only: a
+ * singular value sigma is known to about eps_S * sigma_max^2 / sigma (eps_S the relative error of S; the CPU's S
+ * is double, an accelerator's f32). Returns 0, 1 (N < k: skipped) or -1 with err (a non-finite S or c, or the
+ * eigensolver failed). */
+int eva_pca_partial_fit_gram(EvaPca *p, const double *S, const double *c, long N, Error *err);
 
 /* EVA's rank redistribution (PEFT eva.py, _get_rank_distribution): pool layer i's explained-variance ratios
  * evr[i][0 .. kmax[i]) over the n_layers layers, take the `budget` largest; ranks[i] = how many are layer

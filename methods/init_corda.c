@@ -35,6 +35,7 @@
 
 #include "core/cpu/linear.h"
 #include "core/linalg.h"
+#include "core/threads.h"
 #include "init_act.h"
 #include "init_data.h"
 #include "lora.h"
@@ -141,10 +142,13 @@ static int corda_factors(const Adapter *a, const double *Cfix, const float *Cinv
         }
         for (int j = 0; j < n; j++) WC[(size_t)o * n + j] = (float)acc[j];
     }
-    float *U = xmalloc(sizeof(float) * (size_t)m * k), *S = xmalloc(sizeof(float) * k);
-    float *Vt = xmalloc(sizeof(float) * (size_t)k * n);
+    /* IPM keeps the r leading triplets: la_svd_top (its sign rule, not dgesdd's; s B A does not depend on it);
+     * KPM the r trailing ones: the full SVD */
+    int kk = ipm ? r : k;
+    float *U = xmalloc(sizeof(float) * (size_t)m * kk), *S = xmalloc(sizeof(float) * kk);
+    float *Vt = xmalloc(sizeof(float) * (size_t)kk * n);
     Error e;
-    int rc = la_svd(U, S, Vt, WC, m, n, &e);
+    int rc = ipm ? la_svd_top(U, S, Vt, WC, m, n, r, &e) : la_svd(U, S, Vt, WC, m, n, &e);
     if (rc) {
         err_set(err, "method.init 'corda': %s (%d x %d): %s", a->target, m, n, e.msg);
     } else {
@@ -160,7 +164,7 @@ static int corda_factors(const Adapter *a, const double *Cfix, const float *Cinv
                 for (int j = 0; j < n; j++) acc[j] += v * iv[j];
             }
             for (int j = 0; j < n; j++) A[(size_t)c * n + j] = (float)(q * acc[j]);
-            for (int o = 0; o < m; o++) B[(size_t)o * r + c] = (float)(q * U[(size_t)o * k + idx]);
+            for (int o = 0; o < m; o++) B[(size_t)o * r + c] = (float)(q * U[(size_t)o * kk + idx]);
         }
     }
     free(WC);
@@ -219,34 +223,27 @@ typedef struct Corda {
     long *samples;       /* (ng) */
     int *last_batch;     /* (ng) */
     int *group_of;       /* (set->n) */
-    int failed_ad;
-    Error err;
 } Corda;
 
 static int corda_batch(void *p, int i, int B, float *x, int *y) {
     Corda *c = p;
-    if (c->failed_ad >= 0) return 0;
     int got = c->data.batch(c->data.ctx, i, B, x, y);
     if (i < c->n_batches) c->images[i] = got;
     return got;
 }
 
-static void corda_tap(void *user, int ai, const float *x, const float *z, int ldz, int N, int b) {
-    (void)z;
-    (void)ldz;
+/* C += S: init_input_stats with per_sample_max gives S = sum over the batch's images of Y_s^T Y_s (what
+ * corda_cov_add computes from the rows; on the accelerator when the context has one); one per host linear. */
+static void corda_stats(void *user, int ai, const double *S, const double *cs, long N, int b) {
+    (void)cs;
+    (void)N;
     Corda *c = user;
     int q = c->group_of[ai];
-    if (c->failed_ad >= 0 || c->last_batch[q] == b) return;
+    if (c->last_batch[q] == b) return;
     c->last_batch[q] = b;
-    int B = c->images[b];
-    if (B <= 0 || N % B) {
-        err_set(&c->err, "%d input rows for %d images: expected the same number of tokens per image", N, B);
-        c->failed_ad = ai;
-        return;
-    }
-    int s = corda_cov_add(c->C[q], x, N, N / B, c->slot[q]->in, &c->err);
-    if (s < 0) c->failed_ad = ai;
-    else c->samples[q] += s;
+    int n = c->slot[q]->in;
+    for (size_t t = 0; t < (size_t)n * n; t++) c->C[q][t] += S[t];
+    c->samples[q] += b < c->n_batches ? c->images[b] : 0;
 }
 
 static void corda_free(Corda *c) {
@@ -259,6 +256,46 @@ static void corda_free(Corda *c) {
     free(c->images);
 }
 
+/* One host linear q: C = the mean over samples, C' and C'^{-1} (damping), then A and B of each of its adapters
+ * into A[i], B[i] (nothing of the adapters is touched); d and doublings into d[q], dbl[q]. */
+typedef struct CordaGroups {
+    const Corda *c;
+    const AdapterSet *set;
+    int ipm;
+    float **A, **B;  /* (set->n) */
+    double *d;       /* (ng) */
+    int *dbl;        /* (ng) */
+} CordaGroups;
+
+static int corda_group(void *p, int q, Error *err) {
+    CordaGroups *g = p;
+    const Corda *c = g->c;
+    int n = c->slot[q]->in, rc = 0;
+    float *Cf = xmalloc(sizeof(float) * (size_t)n * n), *Cinv = xmalloc(sizeof(float) * (size_t)n * n);
+    double *Cfix = xmalloc(sizeof(double) * (size_t)n * n);
+    for (size_t t = 0; t < (size_t)n * n; t++) Cf[t] = (float)(c->C[q][t] / (double)c->samples[q]);
+    double resid;
+    Error e;
+    int first = 0;
+    while (c->group_of[first] != q) first++;
+    if (corda_damp(Cfix, Cinv, Cf, n, CORDA_TOL, &g->d[q], &g->dbl[q], &resid, &e)) {
+        rc = err_set(err, "method.init 'corda': %s (input of %d features, %ld samples): %s", g->set->a[first].target,
+                     n, c->samples[q], e.msg);
+    } else {
+        for (int i = first; i < g->set->n && rc == 0; i++) {
+            if (c->group_of[i] != q) continue;
+            const Adapter *a = &g->set->a[i];
+            g->A[i] = xmalloc(sizeof(float) * (size_t)a->r * a->n);
+            g->B[i] = xmalloc(sizeof(float) * (size_t)a->m * a->r);
+            rc = corda_factors(a, Cfix, Cinv, g->ipm, g->A[i], g->B[i], err);
+        }
+    }
+    free(Cf);
+    free(Cinv);
+    free(Cfix);
+    return rc;
+}
+
 static int init_corda(InitContext *ctx, InitResult *res, Error *err) {
     const char *mode = init_opt_string(ctx, "mode", "ipm");
     int ipm = !strcmp(mode, "ipm");
@@ -269,13 +306,13 @@ static int init_corda(InitContext *ctx, InitResult *res, Error *err) {
     if (set->n == 0) return err_set(err, "method.init 'corda': no adapters are attached");
     for (int i = 0; i < set->n; i++)
         if (check_adapter(&set->a[i], err)) return -1;
-    if (!ctx->data.batch || ctx->batch <= 0) /* checked here: init_taps sees the wrapped data */
+    if (!ctx->data.batch || ctx->batch <= 0) /* checked here: init_input_stats sees the wrapped data */
         return err_set(err, "method.init 'corda' needs init batches of the task's training data, and none were "
                        "given (batch size %d)", ctx->batch);
     if (ctx->n_batches < 1)
         return err_set(err, "method.init 'corda': %d init batches requested (method.params.corda.batches): "
                        "expected at least 1", ctx->n_batches);
-    Corda c = {.data = ctx->data, .n_batches = ctx->n_batches, .failed_ad = -1};
+    Corda c = {.data = ctx->data, .n_batches = ctx->n_batches};
     c.images = xcalloc((size_t)ctx->n_batches, sizeof(int));
     c.slot = xcalloc((size_t)set->n, sizeof *c.slot);
     c.C = xcalloc((size_t)set->n, sizeof *c.C);
@@ -301,18 +338,12 @@ static int init_corda(InitContext *ctx, InitResult *res, Error *err) {
     InitContext tc = *ctx;
     tc.data.batch = corda_batch;
     tc.data.ctx = &c;
-    int batches = init_taps(&tc, ctx->n_batches, corda_tap, &c, err);
+    int batches = init_input_stats(&tc, ctx->n_batches, 1, corda_stats, &c, err);
     if (batches < 0) {
         char msg[ERROR_MSG_MAX];
         snprintf(msg, sizeof msg, "%s", err->msg);
         corda_free(&c);
         return err_set(err, "method.init 'corda': %s", msg);
-    }
-    if (c.failed_ad >= 0) {
-        Adapter *a = &set->a[c.failed_ad];
-        err_set(err, "method.init 'corda': %s (%d x %d): %s", a->target, a->m, a->n, c.err.msg);
-        corda_free(&c);
-        return -1;
     }
     /* Per host linear: C = mean over samples, C' and C'^{-1}; per adapter: A and B. W0 changes only once every
      * layer has succeeded. */
@@ -320,36 +351,20 @@ static int init_corda(InitContext *ctx, InitResult *res, Error *err) {
     double dmin = INFINITY, dmax = 0;
     int maxdbl = 0, rc = 0;
     long samples = 0;
+    /* the host linears side by side (core_parallel_items), the same bits as one by one; groups are numbered
+     * in the order of their first adapter, so the error reported is the first failing adapter's */
+    CordaGroups gs = {.c = &c, .set = set, .ipm = ipm, .A = A, .B = B};
+    gs.d = xcalloc((size_t)c.ng, sizeof *gs.d);
+    gs.dbl = xcalloc((size_t)c.ng, sizeof *gs.dbl);
+    rc = core_parallel_items(c.ng, corda_group, &gs, err);
     for (int q = 0; q < c.ng && rc == 0; q++) {
-        int n = c.slot[q]->in;
-        float *Cf = xmalloc(sizeof(float) * (size_t)n * n), *Cinv = xmalloc(sizeof(float) * (size_t)n * n);
-        double *Cfix = xmalloc(sizeof(double) * (size_t)n * n);
-        for (size_t t = 0; t < (size_t)n * n; t++) Cf[t] = (float)(c.C[q][t] / (double)c.samples[q]);
         samples = MAX(samples, c.samples[q]);
-        double d, resid;
-        int dbl;
-        Error e;
-        int first = 0;
-        while (c.group_of[first] != q) first++;
-        if (corda_damp(Cfix, Cinv, Cf, n, CORDA_TOL, &d, &dbl, &resid, &e)) {
-            rc = err_set(err, "method.init 'corda': %s (input of %d features, %ld samples): %s", set->a[first].target,
-                         n, c.samples[q], e.msg);
-        } else {
-            dmin = fmin(dmin, d);
-            dmax = fmax(dmax, d);
-            maxdbl = MAX(maxdbl, dbl);
-            for (int i = first; i < set->n && rc == 0; i++) {
-                if (c.group_of[i] != q) continue;
-                Adapter *a = &set->a[i];
-                A[i] = xmalloc(sizeof(float) * (size_t)a->r * a->n);
-                B[i] = xmalloc(sizeof(float) * (size_t)a->m * a->r);
-                rc = corda_factors(a, Cfix, Cinv, ipm, A[i], B[i], err);
-            }
-        }
-        free(Cf);
-        free(Cinv);
-        free(Cfix);
+        dmin = fmin(dmin, gs.d[q]);
+        dmax = fmax(dmax, gs.d[q]);
+        maxdbl = MAX(maxdbl, gs.dbl[q]);
     }
+    free(gs.d);
+    free(gs.dbl);
     if (rc == 0) {
         for (int i = 0; i < set->n; i++) corda_commit(&set->a[i], A[i], B[i]);
         res->changed_w0 = 1;

@@ -166,78 +166,81 @@ typedef struct StatsState {
     int per_sample_max;
     InitStatsFn cb;
     void *user;
-    const float *last_x;  /* adapters on one slot share S: reuse it while the input pointer and batch stay */
-    int last_batch, n;
-    double *X, *S, *c;    /* (N, n) double copy, (n, n), (n) */
+    const int *slot_of;   /* (set->n) index of each adapter's host slot */
+    const AdapterSet *set;
+    int cur_slot, cur_batch; /* S, c hold this slot's statistics of batch cur_batch (adapters on one slot are
+                              * called one after another and share them) */
+    double *X, *S, *c;    /* (N, n) double copy, (n, n), (n); n up to the widest adapter input */
     size_t X_cap;
-    int n_cap;
     int failed;
     Error err;
 } StatsState;
 
 static int stats_batch(void *p, int i, int B, float *x, int *y) {
     StatsState *st = p;
+    if (st->failed) return 0; /* stop drawing: the error is reported after the pass */
     st->last_B = st->data.batch(st->data.ctx, i, B, x, y);
     return st->last_B;
 }
 
-static void stats_tap(void *p, int ai, const float *x, const float *z, int ldz, int N, int batch_index) {
-    StatsState *st = p;
-    (void)z, (void)ldz;
-    if (st->failed) return;
-    /* n is the adapter's input width; every adapter on one slot has the same */
-    int n = st->n;
-    if (x != st->last_x || batch_index != st->last_batch) {
-        if ((size_t)N * n > st->X_cap) {
-            free(st->X);
-            st->X_cap = (size_t)N * n;
-            st->X = xmalloc(sizeof(double) * st->X_cap);
-        }
-        int T = st->last_B > 0 ? N / st->last_B : N;
-        if (st->per_sample_max && (T <= 0 || (long)T * st->last_B != N)) {
-            st->failed = 1;
-            err_set(&st->err, "init_input_stats: %d input rows are not a whole number of rows for each of the %d images",
-                    N, st->last_B);
-            return;
-        }
-        for (int s0 = 0; s0 < N; s0 += T) { /* one image's rows: divided by their max |x| when asked */
-            double mx = 0;
-            for (size_t k = (size_t)s0 * n; k < (size_t)(s0 + T) * n; k++) {
-                if (!isfinite(x[k])) {
-                    st->failed = 1;
-                    err_set(&st->err, "init_input_stats: a non-finite input (row %zu of %d)", k / n, N);
-                    return;
-                }
-                mx = fmax(mx, fabs((double)x[k]));
-            }
-            double sc = st->per_sample_max ? (mx > 0 ? 1.0 / mx : 0.0) : 1.0;
-            for (size_t k = (size_t)s0 * n; k < (size_t)(s0 + T) * n; k++) st->X[k] = sc * x[k];
-        }
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, N, 1.0, st->X, n, 0.0, st->S, n);
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < i; j++) st->S[(size_t)i * n + j] = st->S[(size_t)j * n + i];
-        memset(st->c, 0, sizeof(double) * n);
-        for (int r = 0; r < N; r++)
-            for (int j = 0; j < n; j++) st->c[j] += st->X[(size_t)r * n + j];
-        st->last_x = x;
-        st->last_batch = batch_index;
+/* S, c of one slot input x (N, n), each image's rows scaled by 1 / its max |x| when asked. */
+static int stats_compute(StatsState *st, const float *x, int N, int n) {
+    if ((size_t)N * n > st->X_cap) {
+        free(st->X);
+        st->X_cap = (size_t)N * n;
+        st->X = xmalloc(sizeof(double) * st->X_cap);
     }
-    st->cb(st->user, ai, st->S, st->c, N, batch_index);
+    int T = N; /* rows per image: only per_sample_max needs them */
+    if (st->per_sample_max) {
+        T = st->last_B > 0 ? N / st->last_B : 0;
+        if (T <= 0 || (long)T * st->last_B != N)
+            return err_set(&st->err, "init_input_stats: %d input rows are not a whole number of rows for each of the "
+                           "%d images", N, st->last_B);
+    }
+    for (int s0 = 0; s0 < N; s0 += T) { /* one image's rows (all rows without per_sample_max) */
+        double mx = 0;
+        for (size_t k = (size_t)s0 * n; k < (size_t)(s0 + T) * n; k++) {
+            if (!isfinite(x[k]))
+                return err_set(&st->err, "init_input_stats: a non-finite input %g (row %zu of %d, column %zu)",
+                               (double)x[k], k / n, N, k % n);
+            mx = fmax(mx, fabs((double)x[k]));
+        }
+        double sc = st->per_sample_max ? (mx > 0 ? 1.0 / mx : 0.0) : 1.0;
+        for (size_t k = (size_t)s0 * n; k < (size_t)(s0 + T) * n; k++) st->X[k] = sc * x[k];
+    }
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, N, 1.0, st->X, n, 0.0, st->S, n);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++) st->S[(size_t)i * n + j] = st->S[(size_t)j * n + i];
+    memset(st->c, 0, sizeof(double) * n);
+    for (int r = 0; r < N; r++)
+        for (int j = 0; j < n; j++) st->c[j] += st->X[(size_t)r * n + j];
+    return 0;
 }
+
+static void stats_tap(void *p, int ai, const float *x, const float *z, int ldz, int N, int batch_index);
 
 int init_input_stats(InitContext *ctx, int n_batches, int per_sample_max, InitStatsFn cb, void *user, Error *err) {
     if (ctx->accel && ctx->accel->input_stats)
         return ctx->accel->input_stats(ctx->accel_ctx, ctx, n_batches, per_sample_max, cb, user, err);
     if (need_data(ctx, err)) return -1;
-    int n = ctx->set->n ? ctx->set->a[0].n : 0;
-    for (int i = 1; i < ctx->set->n; i++)
-        if (ctx->set->a[i].n != n) n = -1;
-    if (n <= 0) /* one width keeps one S buffer; every model here adapts layers of one input width */
-        return err_set(err, "init_input_stats: the adapted layers have different input widths");
-    StatsState st = {.data = ctx->data, .per_sample_max = per_sample_max, .cb = cb, .user = user, .last_batch = -1,
-                     .n = n};
-    st.S = xmalloc(sizeof(double) * (size_t)n * n);
-    st.c = xmalloc(sizeof(double) * (size_t)n);
+    Model *m = ctx->model;
+    int nmax = 1;
+    int *slot_of = xmalloc(sizeof(int) * (size_t)(ctx->set->n + 1));
+    LinearSlot **slots = xcalloc((size_t)m->n_targets + 1, sizeof *slots);
+    int ns = adapter_slots(ctx, slots);
+    for (int i = 0; i < ctx->set->n; i++) {
+        const Adapter *a = &ctx->set->a[i];
+        slot_of[i] = -1;
+        for (int j = 0; j < ns && slot_of[i] < 0; j++)
+            for (int k = 0; k < slots[j]->n_ad; k++)
+                if (slots[j]->ad[k] == a) slot_of[i] = j;
+        ASSERT(slot_of[i] >= 0);
+        nmax = MAX(nmax, a->n);
+    }
+    StatsState st = {.data = ctx->data, .per_sample_max = per_sample_max, .cb = cb, .user = user,
+                     .set = ctx->set, .slot_of = slot_of, .cur_slot = -1, .cur_batch = -1};
+    st.S = xmalloc(sizeof(double) * (size_t)nmax * nmax);
+    st.c = xmalloc(sizeof(double) * (size_t)nmax);
     InitContext wc = *ctx;
     wc.data.batch = stats_batch;
     wc.data.ctx = &st;
@@ -246,9 +249,29 @@ int init_input_stats(InitContext *ctx, int n_batches, int per_sample_max, InitSt
     free(st.X);
     free(st.S);
     free(st.c);
+    free(slot_of);
+    free(slots);
     if (done >= 0 && st.failed) {
         *err = st.err;
         return -1;
     }
     return done;
+}
+
+/* Keyed on the host slot and the batch (not on the input pointer: a model may reuse one buffer for the inputs
+ * of several layers). */
+static void stats_tap(void *p, int ai, const float *x, const float *z, int ldz, int N, int batch_index) {
+    StatsState *st = p;
+    (void)z, (void)ldz;
+    if (st->failed) return;
+    if (st->slot_of[ai] != st->cur_slot || batch_index != st->cur_batch) {
+        st->cur_slot = -1;
+        if (stats_compute(st, x, N, st->set->a[ai].n)) {
+            st->failed = 1;
+            return;
+        }
+        st->cur_slot = st->slot_of[ai];
+        st->cur_batch = batch_index;
+    }
+    st->cb(st->user, ai, st->S, st->c, N, batch_index);
 }

@@ -41,11 +41,17 @@
  * taps see the model with its default-initialized adapters, which is the same function (LoRA's B = 0).
  * Without ctx->reattach (a caller that cannot re-create adapters) the ranks stay equal: no redistribution,
  * convergence is judged on each layer's first r components, and A_i = its top r components.
- * Options (method.params.eva.*): rho (2), tau (0.99), whiten (false); batch / batches are the engine's. */
+ * Options (method.params.eva.*): rho (2), tau (0.99), whiten (false), pca (auto); batch / batches are the
+ * engine's. pca svd: the exact SVD above on the tapped rows (the CPU model); gram: eva_pca_partial_fit_gram on
+ * init_input_stats' X^T X and column sums (on ctx->accel when set: the GPU computes them in bf16 / f32 without
+ * handing X to the host); auto: gram when ctx->accel has input_stats, else svd. */
+#include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
 #include <string.h>
 
 #include "core/linalg.h"
+#include "core/threads.h"
 #include "init_act.h"
 #include "init_data.h"
 #include "lora.h"
@@ -71,6 +77,42 @@ void eva_pca_free(EvaPca *p) {
     free(p->evr);
     free(p->cos);
     memset(p, 0, sizeof *p);
+}
+
+/* After a fit's decomposition: the running mean and sum of squared deviations (Chan et al.; PEFT
+ * _incremental_mean_and_var) from the batch's mean and m2, then components_ (V: k rows of length n, any sign; the
+ * largest-|.| entry of each made positive, svd_flip(u_based_decision=False)), singular values, explained variance
+ * ratios and the cosines with the previous fit's components. */
+static void pca_commit(EvaPca *p, const double *bmean, const double *bm2, long N, const double *V, const double *sv) {
+    int n = p->n, k = p->k, first = p->fits == 0;
+    long total = p->seen + N;
+    for (int j = 0; j < n; j++) {
+        double delta = bmean[j] - p->mean[j];
+        p->m2[j] += bm2[j] + delta * delta * (double)p->seen * N / (double)total;
+        p->mean[j] = (p->mean[j] * p->seen + bmean[j] * N) / (double)total;
+    }
+    p->seen = total;
+    double tv = 0;
+    for (int j = 0; j < n; j++) tv += p->m2[j];
+    for (int c = 0; c < k; c++) {
+        const double *v = V + (size_t)c * n;
+        int big = 0;
+        for (int j = 1; j < n; j++)
+            if (fabs(v[j]) > fabs(v[big])) big = j;
+        double sg = v[big] < 0 ? -1.0 : 1.0;
+        double dot = 0, n1 = 0, n2 = 0;
+        for (int j = 0; j < n; j++) {
+            float x = (float)(sg * v[j]), o = p->comp[(size_t)c * n + j];
+            dot += (double)x * o;
+            n1 += (double)x * x;
+            n2 += (double)o * o;
+            p->comp[(size_t)c * n + j] = x;
+        }
+        p->cos[c] = first ? 0.0f : (float)(dot / fmax(sqrt(n1 * n2), 1e-8));
+        p->sv[c] = (float)sv[c];
+        p->evr[c] = tv > 0 ? (float)((double)p->sv[c] * p->sv[c] / tv) : 0.0f;
+    }
+    p->fits++;
 }
 
 /* PEFT incremental_pca.py: partial_fit, with the exact SVD (lowrank=False) and svd_flip(u_based=False). */
@@ -106,40 +148,74 @@ int eva_pca_partial_fit(EvaPca *p, const float *X, int N, Error *err) {
     float *S = xmalloc(sizeof(float) * kk), *Vt = xmalloc(sizeof(float) * (size_t)kk * n);
     int rc = la_svd(NULL, S, Vt, M, rows, n, err);
     if (rc == 0) {
-        /* running mean and sum of squared deviations (Chan et al.; PEFT _incremental_mean_and_var) */
-        for (int j = 0; j < n; j++) {
-            double delta = bmean[j] - p->mean[j];
-            p->m2[j] += bm2[j] + delta * delta * (double)p->seen * N / (double)total;
-            p->mean[j] = (p->mean[j] * p->seen + bmean[j] * N) / (double)total;
-        }
-        p->seen = total;
-        double tv = 0;
-        for (int j = 0; j < n; j++) tv += p->m2[j];
-        for (int c = 0; c < k; c++) {
-            float *v = Vt + (size_t)c * n;
-            int big = 0;
-            for (int j = 1; j < n; j++)
-                if (fabsf(v[j]) > fabsf(v[big])) big = j;
-            float sg = v[big] < 0 ? -1.0f : 1.0f;
-            double dot = 0, n1 = 0, n2 = 0;
-            for (int j = 0; j < n; j++) {
-                float x = sg * v[j], o = p->comp[(size_t)c * n + j];
-                dot += (double)x * o;
-                n1 += (double)x * x;
-                n2 += (double)o * o;
-                p->comp[(size_t)c * n + j] = x;
-            }
-            p->cos[c] = first ? 0.0f : (float)(dot / fmax(sqrt(n1 * n2), 1e-8));
-            p->sv[c] = S[c];
-            p->evr[c] = tv > 0 ? (float)((double)S[c] * S[c] / tv) : 0.0f;
-        }
-        p->fits++;
+        double *V = xmalloc(sizeof(double) * (size_t)k * n), *sv = xmalloc(sizeof(double) * k);
+        for (size_t t = 0; t < (size_t)k * n; t++) V[t] = Vt[t];
+        for (int c = 0; c < k; c++) sv[c] = S[c];
+        pca_commit(p, bmean, bm2, N, V, sv);
+        free(V);
+        free(sv);
     }
     free(bmean);
     free(bm2);
     free(M);
     free(S);
     free(Vt);
+    return rc;
+}
+
+int eva_pca_partial_fit_gram(EvaPca *p, const double *S, const double *c, long N, Error *err) {
+    int n = p->n, k = p->k;
+    if (N < k) return 1;
+    for (size_t t = 0; t < (size_t)n * n; t++)
+        if (!isfinite(S[t])) return err_set(err, "eva_pca_partial_fit_gram: X^T X has a non-finite entry %g at (%zu, "
+                                            "%zu)", S[t], t / n, t % n);
+    for (int j = 0; j < n; j++)
+        if (!isfinite(c[j])) return err_set(err, "eva_pca_partial_fit_gram: the column sums have a non-finite "
+                                            "entry %g at %d", c[j], j);
+    double *bmean = xmalloc(sizeof(double) * n), *bm2 = xmalloc(sizeof(double) * n);
+    double *G = xmalloc(sizeof(double) * (size_t)n * n), *corr = xmalloc(sizeof(double) * n);
+    for (int j = 0; j < n; j++) bmean[j] = c[j] / (double)N;
+    for (int j = 0; j < n; j++) bm2[j] = fmax(S[(size_t)j * n + j] - (double)N * bmean[j] * bmean[j], 0.0);
+    /* the Gram of the stacked matrix (upper triangle): Xc^T Xc [+ comp^T diag(sv^2) comp + corr corr^T] */
+    for (int i = 0; i < n; i++)
+        for (int j = i; j < n; j++) G[(size_t)i * n + j] = S[(size_t)i * n + j] - (double)N * bmean[i] * bmean[j];
+    if (p->fits > 0) {
+        long total = p->seen + N;
+        double f = sqrt((double)p->seen / (double)total * (double)N);
+        for (int j = 0; j < n; j++) corr[j] = f * (p->mean[j] - bmean[j]);
+        cblas_dsyr(CblasRowMajor, CblasUpper, n, 1.0, corr, 1, G, n);
+        double *P = xmalloc(sizeof(double) * (size_t)k * n); /* sv * components, (k, n) */
+        for (int q = 0; q < k; q++)
+            for (int j = 0; j < n; j++) P[(size_t)q * n + j] = (double)p->sv[q] * p->comp[(size_t)q * n + j];
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, k, 1.0, P, n, 1.0, G, n);
+        free(P);
+    }
+    /* top k eigenpairs, ascending: eigenvalue w[k - 1 - q] and column k - 1 - q of Z are component q */
+    double *w = xmalloc(sizeof(double) * n), *Z = xmalloc(sizeof(double) * (size_t)n * k);
+    lapack_int *isuppz = xmalloc(sizeof(lapack_int) * 2 * (size_t)k), found = 0;
+    lapack_int info = LAPACKE_dsyevr(LAPACK_ROW_MAJOR, 'V', 'I', 'U', n, G, n, 0.0, 0.0, n - k + 1, n,
+                                     LAPACKE_dlamch('S'), &found, w, Z, k, isuppz);
+    int rc = 0;
+    if (info != 0 || found != k) {
+        rc = err_set(err, "eva_pca_partial_fit_gram: LAPACK dsyevr failed (info %d, %d of %d eigenpairs) on the %d x "
+                     "%d Gram matrix", (int)info, (int)found, k, n, n);
+    } else {
+        double *V = xmalloc(sizeof(double) * (size_t)k * n), *sv = xmalloc(sizeof(double) * k);
+        for (int q = 0; q < k; q++) {
+            sv[q] = sqrt(fmax(w[k - 1 - q], 0.0));
+            for (int j = 0; j < n; j++) V[(size_t)q * n + j] = Z[(size_t)j * k + (k - 1 - q)];
+        }
+        pca_commit(p, bmean, bm2, N, V, sv);
+        free(V);
+        free(sv);
+    }
+    free(bmean);
+    free(bm2);
+    free(G);
+    free(corr);
+    free(w);
+    free(Z);
+    free(isuppz);
     return rc;
 }
 
@@ -178,6 +254,9 @@ typedef struct Group {     /* one PCA per host linear: its adapters see the same
     int active;            /* still fitting (PEFT: the hook is registered) */
     int converged;         /* PEFT's convergence_dict */
     int last_batch;        /* adapters sharing the slot get the same x once per batch */
+    double *S, *c;         /* pca gram: this batch's X^T X (n, n) and column sums (n), fitted after the batch */
+    long N;                /* their rows; 0: nothing to fit */
+    int fit_failed;
 } Group;
 
 typedef struct Eva {
@@ -204,7 +283,9 @@ static void update_need(Eva *e) {
 }
 
 /* After a batch: redistribute once every layer has components (PEFT: after each forward). */
+static void fit_pending(Eva *e);
 static void step_end(Eva *e) {
+    fit_pending(e);
     e->pending = 0;
     if (!e->redistribute) return;
     for (int q = 0; q < e->ng; q++)
@@ -248,6 +329,48 @@ static void eva_tap(void *user, int ai, const float *x, const float *z, int ldz,
     if (e->failed_ad >= 0 || !g->active || g->last_batch == b) return;
     g->last_batch = b;
     if (eva_pca_partial_fit(&g->pca, x, N, &e->err) < 0) e->failed_ad = ai;
+}
+
+/* pca gram: the same fit from init_input_stats' S = X^T X and c = column sums, kept until the batch ends; then
+ * the layers' fits run side by side (fit_pending: one eigendecomposition per host linear, independent). */
+static void eva_stats(void *user, int ai, const double *S, const double *c, long N, int b) {
+    Eva *e = user;
+    Group *g = &e->g[e->group_of[ai]];
+    if (e->failed_ad >= 0 || !g->active || g->last_batch == b) return;
+    g->last_batch = b;
+    size_t n = (size_t)g->pca.n;
+    if (!g->S) g->S = xmalloc(sizeof(double) * n * n), g->c = xmalloc(sizeof(double) * n);
+    memcpy(g->S, S, sizeof(double) * n * n);
+    memcpy(g->c, c, sizeof(double) * n);
+    g->N = N;
+}
+
+typedef struct PendingFits {
+    Eva *e;
+    int *q;                /* the groups to fit */
+} PendingFits;
+
+static int fit_one(void *p, int i, Error *err) {
+    PendingFits *pf = p;
+    Group *g = &pf->e->g[pf->q[i]];
+    g->fit_failed = eva_pca_partial_fit_gram(&g->pca, g->S, g->c, g->N, err) < 0; /* its own group only */
+    return g->fit_failed ? -1 : 0;
+}
+
+static void fit_pending(Eva *e) {
+    int *q = xmalloc(sizeof(int) * (size_t)(e->ng + 1)), n = 0;
+    for (int j = 0; j < e->ng; j++)
+        if (e->g[j].N > 0) q[n++] = j;
+    PendingFits pf = {e, q};
+    if (n > 0 && e->failed_ad < 0 && core_parallel_items(n, fit_one, &pf, &e->err)) {
+        int j = 0; /* the smallest failing group (whose error core_parallel_items returns): its first adapter */
+        while (j < n && !e->g[q[j]].fit_failed) j++;
+        ASSERT(j < n);
+        e->failed_ad = 0;
+        while (e->group_of[e->failed_ad] != q[j]) e->failed_ad++;
+    }
+    for (int j = 0; j < e->ng; j++) e->g[j].N = 0;
+    free(q);
 }
 
 static LinearSlot *slot_of(const Model *m, const Adapter *a) {
@@ -298,7 +421,11 @@ static int check_eva(const InitContext *ctx, double rho, double tau, Error *err)
 }
 
 static void eva_free(Eva *e) {
-    for (int q = 0; q < e->ng; q++) eva_pca_free(&e->g[q].pca);
+    for (int q = 0; q < e->ng; q++) {
+        eva_pca_free(&e->g[q].pca);
+        free(e->g[q].S);
+        free(e->g[q].c);
+    }
     free(e->g);
     free(e->group_of);
     free(e->kmax);
@@ -314,6 +441,16 @@ static int init_eva(InitContext *ctx, InitResult *res, Error *err) {
         snprintf(m, sizeof m, "%s", err->msg);
         return err_set(err, "method.init 'eva': %s", m);
     }
+    /* pca: svd (exact, the PEFT fixtures' path) or gram (from init_input_stats: on the accelerator when there is
+     * one); auto = gram with an accelerator, else svd */
+    const char *pca = init_opt_string(ctx, "pca", "auto");
+    int accel = ctx->accel && ctx->accel->input_stats, gram;
+    if (!strcmp(pca, "svd")) gram = 0;
+    else if (!strcmp(pca, "gram")) gram = 1;
+    else if (!strcmp(pca, "auto")) gram = accel;
+    else return err_set(err, "method.init 'eva': method.params.eva.pca is '%s', expected svd (the exact SVD of the "
+                        "stacked rows), gram (the eigendecomposition of its Gram matrix, from X^T X) or auto (gram "
+                        "with an accelerator, else svd)", pca);
     if (check_eva(ctx, rho, tau, err)) return -1;
     AdapterSet *set = ctx->set;
     int n_ad = set->n;
@@ -351,7 +488,8 @@ static int init_eva(InitContext *ctx, InitResult *res, Error *err) {
     InitContext tc = *ctx;
     tc.data.batch = eva_batch;
     tc.data.ctx = &e;
-    int rc = init_taps(&tc, ctx->n_batches, eva_tap, &e, err);
+    int rc = gram ? init_input_stats(&tc, ctx->n_batches, 0, eva_stats, &e, err)
+                  : init_taps(&tc, ctx->n_batches, eva_tap, &e, err);
     if (rc < 0) {
         char m[ERROR_MSG_MAX];
         snprintf(m, sizeof m, "%s", err->msg);
@@ -421,7 +559,8 @@ static int init_eva(InitContext *ctx, InitResult *res, Error *err) {
         if (dropped && len >= 0 && (size_t)len < cap)
             len += snprintf(res->note + len, cap - len, ", %d dropped", dropped);
         if (!e.redistribute && len >= 0 && (size_t)len < cap)
-            snprintf(res->note + len, cap - len, "; equal ranks (no reattach)");
+            len += snprintf(res->note + len, cap - len, "; equal ranks (no reattach)");
+        if (gram && len >= 0 && (size_t)len < cap) snprintf(res->note + len, cap - len, "; gram PCA");
     }
     free(names);
     eva_free(&e);

@@ -2,7 +2,8 @@
  * given gradient (tests/test_init_grad.c, reference fixtures of scripts/make_grad_init_fixtures.py).
  * The initializers themselves (INIT_LORA_GA in init_lora_ga.c, INIT_LORA_SB in init_lora_sb.c) compute the
  * gradient over init batches (methods/init_data.h: init_full_grads) and call these for every adapter.
- * SVDs are la_svd (core/linalg.h: exact thin SVD in double, LAPACK signs, not normalised). */
+ * SVDs are la_svd_top (core/linalg.h: the exact SVD's leading triplets in double; signs by its rule, each U
+ * column's largest-|.| entry positive). */
 #ifndef METHODS_INIT_GRAD_H
 #define METHODS_INIT_GRAD_H
 #include "init.h"

@@ -16,9 +16,10 @@
  *   - gamma is method.params.lora_ga.gamma (default 16); the batch size and count are the caller's
  *     (method.params.lora_ga.batch / .batches; the official code uses 64 batches of 2).
  * Differences, on purpose: the official code (and PEFT) use torch.svd_lowrank(G, q = min(4r, min(m, n)),
- * niter = 4); this uses the exact thin SVD (la_svd, dgesdd in double), the limit of the randomized one.
- * Singular-vector signs are LAPACK's (torch's on CPU), not normalised. The official "norm_clip" option (off by
- * default) and the other directions / scales are not implemented.
+ * niter = 4); this uses the exact SVD's 2r leading triplets (la_svd_top, in double), the limit of the
+ * randomized one. Singular-vector signs follow la_svd_top's rule (each U column's largest-|.| entry positive),
+ * not LAPACK dgesdd's (torch's on CPU); B A pairs u_{r+i} with v_i, so the new W0 depends on that rule.
+ * The official "norm_clip" option (off by default) and the other directions / scales are not implemented.
  * PEFT's own port (huggingface/peft >= 0.19, src/peft/tuners/lora/layer.py lora_ga_init, as of 2026-08) differs
  * from the official code: it puts S[r:2r] into B (B = U[:, r:2r] diag(S[r:2r])) and multiplies only B by the
  * stable factor. METHODS.md specifies the official formula, which is what this file does.
@@ -28,6 +29,7 @@
 #include <string.h>
 
 #include "core/linalg.h"
+#include "core/threads.h"
 #include "init_data.h"
 #include "init_grad.h"
 #include "lora.h"
@@ -50,10 +52,10 @@ int lora_ga_from_grad(Adapter *a, const float *G, double gamma, Error *err) {
     if (check_adapter(a, err)) return -1;
     if (!(gamma > 0) || !isfinite(gamma))
         return err_set(err, "method.init 'lora_ga': method.params.lora_ga.gamma is %g, expected a number > 0", gamma);
-    int m = a->m, n = a->n, r = a->r, k = MIN(m, n);
+    int m = a->m, n = a->n, r = a->r, k = 2 * r;
     float *U = xmalloc(sizeof(float) * (size_t)m * k), *Vt = xmalloc(sizeof(float) * (size_t)k * n);
     Error e;
-    int rc = la_svd(U, NULL, Vt, G, m, n, &e);
+    int rc = la_svd_top(U, NULL, Vt, G, m, n, k, &e); /* only the 2r leading triplets */
     if (rc) {
         err_set(err, "method.init 'lora_ga': %s (%d x %d): the gradient's SVD: %s", a->target, m, n, e.msg);
     } else {
@@ -77,6 +79,17 @@ int lora_ga_from_grad(Adapter *a, const float *G, double gamma, Error *err) {
     return rc;
 }
 
+typedef struct GaItems {
+    AdapterSet *set;
+    const float *const *G;
+    double gamma;
+} GaItems;
+
+static int ga_item(void *p, int i, Error *err) {
+    GaItems *it = p;
+    return lora_ga_from_grad(&it->set->a[i], it->G[i], it->gamma, err);
+}
+
 static int init_lora_ga(InitContext *ctx, InitResult *res, Error *err) {
     AdapterSet *set = ctx->set;
     /* every check before the gradient pass and before any W0 is touched */
@@ -95,8 +108,12 @@ static int init_lora_ga(InitContext *ctx, InitResult *res, Error *err) {
     int nb = init_full_grads(ctx, ctx->n_batches, G, &e), rc = nb < 0 ? -1 : 0;
     if (rc) err_set(err, "method.init 'lora_ga': %s", e.msg);
     /* Each layer's update keeps the function on its own, so a failure part-way (a non-finite gradient) leaves
-     * a model that still computes the backbone's function. */
-    for (int i = 0; i < set->n && !rc; i++) rc = lora_ga_from_grad(&set->a[i], G[i], gamma, err);
+     * a model that still computes the backbone's function (each adapter done or untouched; the first failing
+     * one reported). The adapters run side by side (core_parallel_items), the same bits as one by one. */
+    if (!rc) {
+        GaItems it = {set, (const float *const *)G, gamma};
+        rc = core_parallel_items(set->n, ga_item, &it, err);
+    }
     for (int i = 0; i < set->n; i++) free(G[i]);
     free(G);
     if (rc) return -1;

@@ -22,9 +22,10 @@
  * train_*.py), utils/initialization_utils.py (find_and_initialize_grad: SVD of the update, lora_B = the left
  * singular vectors, lora_A = the right ones, both requires_grad = False, the r x r latent map = diag(S_r)).
  * Differences, on purpose: the official SVD is torch.svd_lowrank (niter 10) cast to bf16; this uses the exact
- * thin SVD (la_svd, dgesdd in double). lr_1 is the official eff_lr (no floor): the trainer's own first step uses
- * lr / floor(warmup_frac * total_steps) (core/optim.c), slightly larger when warmup_frac * total_steps is not an
- * integer; with warmup_frac * total_steps < 1 (no warmup step) lr_1 = lr. Signs are LAPACK's, not normalised.
+ * SVD's r leading triplets (la_svd_top, in double). lr_1 is the official eff_lr (no floor): the trainer's own
+ * first step uses lr / floor(warmup_frac * total_steps) (core/optim.c), slightly larger when
+ * warmup_frac * total_steps is not an integer; with warmup_frac * total_steps < 1 (no warmup step) lr_1 = lr.
+ * Signs by la_svd_top's rule (B's column's largest-|.| entry positive), not LAPACK dgesdd's.
  *
  * Ablation variants (LoRA-SB Table 4), method.params.lora_sb.variant:
  *   estimate (default)  the recipe above;
@@ -43,6 +44,7 @@
 
 #include "core/linalg.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "init_data.h"
 #include "init_grad.h"
 #include "lora_xs.h"
@@ -73,18 +75,18 @@ double lora_sb_lr1(double lr, double warmup_frac, long total_steps) {
 
 int lora_sb_from_update(Adapter *a, const float *dW, Error *err) {
     if (check_adapter(a, err)) return -1;
-    int m = a->m, n = a->n, r = a->r, k = MIN(m, n);
-    float *U = xmalloc(sizeof(float) * (size_t)m * k), *S = xmalloc(sizeof(float) * k);
-    float *Vt = xmalloc(sizeof(float) * (size_t)k * n);
+    int m = a->m, n = a->n, r = a->r;
+    float *U = xmalloc(sizeof(float) * (size_t)m * r), *S = xmalloc(sizeof(float) * r);
+    float *Vt = xmalloc(sizeof(float) * (size_t)r * n);
     Error e;
-    int rc = la_svd(U, S, Vt, dW, m, n, &e);
+    int rc = la_svd_top(U, S, Vt, dW, m, n, r, &e); /* only the r leading triplets */
     if (rc) {
         err_set(err, "method.init 'lora_sb': %s (%d x %d): the update's SVD: %s", a->target, m, n, e.msg);
     } else {
         float *A = params_data(a->ps, a->t[LORA_XS_A]), *B = params_data(a->ps, a->t[LORA_XS_B]);
         float *R = params_data(a->ps, a->t[LORA_XS_R]);
         for (int o = 0; o < m; o++)
-            for (int c = 0; c < r; c++) B[(size_t)o * r + c] = U[(size_t)o * k + c];
+            for (int c = 0; c < r; c++) B[(size_t)o * r + c] = U[(size_t)o * r + c];
         memcpy(A, Vt, sizeof(float) * (size_t)r * n); /* the first r rows of Vt */
         memset(R, 0, sizeof(float) * (size_t)r * r);
         for (int c = 0; c < r; c++) R[(size_t)c * r + c] = (float)((double)S[c] / a->scale);
@@ -93,6 +95,16 @@ int lora_sb_from_update(Adapter *a, const float *dW, Error *err) {
     free(S);
     free(Vt);
     return rc;
+}
+
+typedef struct SbItems {
+    AdapterSet *set;
+    const float *const *D;
+} SbItems;
+
+static int sb_item(void *p, int i, Error *err) {
+    SbItems *it = p;
+    return lora_sb_from_update(&it->set->a[i], it->D[i], err);
 }
 
 typedef enum { SB_ESTIMATE, SB_KAIMING, SB_NOISY } SbVariant;
@@ -153,7 +165,15 @@ static int init_lora_sb(InitContext *ctx, InitResult *res, Error *err) {
             }
         }
     }
-    for (int i = 0; i < set->n && !rc; i++) rc = lora_sb_from_update(&set->a[i], D[i], err);
+    if (!rc) { /* side by side (core_parallel_items), the same bits as one by one */
+        SbItems it = {set, (const float *const *)D};
+        rc = core_parallel_items(set->n, sb_item, &it, err);
+        if (rc) /* some adapters may be done: back to dW = 0 for all, as promised */
+            for (int i = 0; i < set->n; i++) {
+                const Adapter *a = &set->a[i];
+                memset(params_data(a->ps, a->t[LORA_XS_R]), 0, sizeof(float) * (size_t)a->r * a->r);
+            }
+    }
     for (int i = 0; i < set->n; i++) free(D[i]);
     free(D);
     if (rc) return -1;

@@ -2,9 +2,11 @@
  * LoRA-XS adapters (dW = s B R A; lora_A (r, n) and lora_B (m, r) frozen, lora_R (r, r) trained):
  *   truncated SVD of W0 = U S V^T;  B = U_r,  A = S_r V_r^T,  R ~ N(0, sigma^2), sigma = 1e-5;  W0 unchanged.
  * The model's function changes, by s B R A = O(sigma) (changed_function = 1).
- * Singular-vector signs are LAPACK's (as torch's / numpy's on CPU), not normalised. */
+ * The r leading triplets in double (la_svd_top); signs by its rule (B's column's largest-|.| entry positive),
+ * not LAPACK dgesdd's (torch's / numpy's on CPU): B and A may differ from those by a sign per pair. */
 #include "core/linalg.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "init.h"
 #include "lora_xs.h"
 
@@ -27,18 +29,18 @@ static int check_all(const AdapterSet *set, Error *err) {
 }
 
 static int lora_xs_layer(Adapter *a, uint64_t seed, Error *err) {
-    int m = a->m, n = a->n, r = a->r, k = MIN(m, n);
+    int m = a->m, n = a->n, r = a->r;
     float *A = params_data(a->ps, a->t[LORA_XS_A]), *B = params_data(a->ps, a->t[LORA_XS_B]);
     float *R = params_data(a->ps, a->t[LORA_XS_R]);
-    float *U = xmalloc(sizeof(float) * (size_t)m * k), *S = xmalloc(sizeof(float) * k);
-    float *Vt = xmalloc(sizeof(float) * (size_t)k * n);
+    float *U = xmalloc(sizeof(float) * (size_t)m * r), *S = xmalloc(sizeof(float) * r);
+    float *Vt = xmalloc(sizeof(float) * (size_t)r * n);
     Error e;
-    int rc = la_svd(U, S, Vt, a->W0, m, n, &e);
+    int rc = la_svd_top(U, S, Vt, a->W0, m, n, r, &e); /* only the r leading triplets */
     if (rc) {
         err_set(err, "method.init 'lora_xs': %s (%d x %d): %s", a->target, m, n, e.msg);
     } else {
         for (int o = 0; o < m; o++)
-            for (int c = 0; c < r; c++) B[(size_t)o * r + c] = U[(size_t)o * k + c];
+            for (int c = 0; c < r; c++) B[(size_t)o * r + c] = U[(size_t)o * r + c];
         for (int c = 0; c < r; c++)
             for (int j = 0; j < n; j++) A[(size_t)c * n + j] = S[c] * Vt[(size_t)c * n + j];
         rng_fill_normal(R, (size_t)r * r, 0.0f, LORA_XS_SIGMA, seed, rng_stream(a->target, 300, 0));
@@ -49,10 +51,17 @@ static int lora_xs_layer(Adapter *a, uint64_t seed, Error *err) {
     return rc;
 }
 
+static int lora_xs_item(void *p, int i, Error *err) {
+    InitContext *ctx = p;
+    return lora_xs_layer(&ctx->set->a[i], ctx->seed, err);
+}
+
+/* The adapters are independent: they run side by side (core_parallel_items), the same bits as one by one
+ * (R's draw is a pure function of the seed and the target). A failure leaves each adapter either done or
+ * untouched and reports the first failing adapter. */
 static int init_lora_xs(InitContext *ctx, InitResult *res, Error *err) {
     if (check_all(ctx->set, err)) return -1;
-    for (int i = 0; i < ctx->set->n; i++)
-        if (lora_xs_layer(&ctx->set->a[i], ctx->seed, err)) return -1;
+    if (core_parallel_items(ctx->set->n, lora_xs_item, ctx, err)) return -1;
     res->changed_w0 = 0;
     res->changed_function = 1;
     return 0;

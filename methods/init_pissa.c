@@ -4,14 +4,17 @@
  * The adapter holds W0's principal rank-r part and the frozen weight the residual, so the model's function
  * is kept (up to float rounding). s = a->scale, so rsLoRA's alpha / sqrt(r) is used when configured, as in PEFT.
  *
- * Only the full SVD (PEFT's "pissa", LAPACK dgesdd in double) is implemented; PEFT's fast randomized variant
- * "pissa_niter_k" (torch.svd_lowrank with k subspace iterations) is not implemented yet.
- * Singular-vector signs are LAPACK's (as torch's on CPU), not normalised: B and A may differ from another
- * implementation's by a sign per rank-1 pair, s B A and the new W0 do not. */
+ * Only the exact SVD (PEFT's "pissa": torch.linalg.svd, full) is implemented, as its r leading triplets in
+ * double (la_svd_top); PEFT's fast randomized variant "pissa_niter_k" (torch.svd_lowrank with k subspace
+ * iterations) is not implemented yet.
+ * Singular-vector signs follow la_svd_top's rule (B's column's largest-|.| entry positive), not LAPACK's
+ * dgesdd (torch's on CPU): B and A may differ from another implementation's by a sign per rank-1 pair,
+ * s B A and the new W0 do not. */
 #include <math.h>
 #include <string.h>
 
 #include "core/linalg.h"
+#include "core/threads.h"
 #include "init.h"
 #include "lora.h"
 
@@ -31,11 +34,11 @@ static int check_all(const AdapterSet *set, Error *err) {
 }
 
 static int pissa_layer(Adapter *a, Error *err) {
-    int m = a->m, n = a->n, r = a->r, k = MIN(m, n);
-    float *U = xmalloc(sizeof(float) * (size_t)m * k), *S = xmalloc(sizeof(float) * k);
-    float *Vt = xmalloc(sizeof(float) * (size_t)k * n);
+    int m = a->m, n = a->n, r = a->r;
+    float *U = xmalloc(sizeof(float) * (size_t)m * r), *S = xmalloc(sizeof(float) * r);
+    float *Vt = xmalloc(sizeof(float) * (size_t)r * n);
     Error e;
-    int rc = la_svd(U, S, Vt, a->W0, m, n, &e);
+    int rc = la_svd_top(U, S, Vt, a->W0, m, n, r, &e); /* only the r leading triplets */
     if (rc) {
         err_set(err, "method.init 'pissa': %s (%d x %d): %s", a->target, m, n, e.msg);
     } else {
@@ -44,7 +47,7 @@ static int pissa_layer(Adapter *a, Error *err) {
         for (int c = 0; c < r; c++) {
             double q = sqrt((double)S[c] / s); /* sqrt(S_r / s) */
             for (int j = 0; j < n; j++) A[(size_t)c * n + j] = (float)(q * Vt[(size_t)c * n + j]);
-            for (int o = 0; o < m; o++) B[(size_t)o * r + c] = (float)(q * U[(size_t)o * k + c]);
+            for (int o = 0; o < m; o++) B[(size_t)o * r + c] = (float)(q * U[(size_t)o * r + c]);
         }
         /* W0 <- W0 - s B A with the stored (float) B and A, so W0 + s B A reproduces W0 to rounding. */
         for (int o = 0; o < m; o++)
@@ -61,10 +64,14 @@ static int pissa_layer(Adapter *a, Error *err) {
     return rc;
 }
 
+static int pissa_item(void *set, int i, Error *err) { return pissa_layer(&((AdapterSet *)set)->a[i], err); }
+
+/* The adapters are independent: they run side by side (core_parallel_items), the same bits as one by one. A
+ * failure (an SVD not converging) leaves each adapter either done (its W0 updated, the function kept) or
+ * untouched, and reports the first failing adapter. */
 static int init_pissa(InitContext *ctx, InitResult *res, Error *err) {
     if (check_all(ctx->set, err)) return -1;
-    for (int i = 0; i < ctx->set->n; i++)
-        if (pissa_layer(&ctx->set->a[i], err)) return -1;
+    if (core_parallel_items(ctx->set->n, pissa_item, ctx->set, err)) return -1;
     res->changed_w0 = 1;
     res->changed_function = 0;
     return 0;

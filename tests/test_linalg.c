@@ -154,6 +154,113 @@ static void test_svd(void) {
     CHECK(SZ[0] == 0 && SZ[2] == 0);
 }
 
+/* ---- linalg_svd_top --------------------------------------------------------------------------------- */
+/* la_svd_top(k) against la_svd: S to 1e-6 relative, vectors to 1e-5 (entries) and |cos| >= 1 - 1e-6 after
+ * aligning each triplet's sign; A v_i = S_i u_i (each pair's signs agree); orthonormal; the sign rule (U's
+ * largest-|.| entry positive). `exact` triplets are compared with la_svd (those beyond a matrix's rank are not
+ * unique). */
+static void check_svd_top(const float *A, int m, int n, int k, int exact, const char *what) {
+    int kk = m < n ? m : n;
+    float *rU = xmalloc((size_t)m * kk * 4), *rS = xmalloc((size_t)kk * 4), *rVt = xmalloc((size_t)kk * n * 4);
+    float *U = xmalloc((size_t)m * k * 4), *S = xmalloc((size_t)k * 4), *Vt = xmalloc((size_t)k * n * 4);
+    float *S2 = xmalloc((size_t)k * 4);
+    Error err = {{0}};
+    CHECK(la_svd(rU, rS, rVt, A, m, n, &err) == 0);
+    CHECK_MSG(la_svd_top(U, S, Vt, A, m, n, k, &err) == 0, "%s: %s", what, err.msg);
+    double es = 0, ev = 0, ecos = 0, epair = 0, scale = rS[0] > 0 ? rS[0] : 1;
+    int rule = 1;
+    for (int i = 0; i < k; i++) {
+        es = fmax(es, fabs((double)S[i] - rS[i]) / scale);
+        if (i + 1 < k) CHECK(S[i] >= S[i + 1]);
+        CHECK(S[i] >= 0);
+        int best = 0;
+        for (int o = 1; o < m; o++)
+            if (fabsf(U[(size_t)o * k + i]) > fabsf(U[(size_t)best * k + i])) best = o;
+        rule &= U[(size_t)best * k + i] > 0 || S[i] == 0;
+        /* A v_i - S_i u_i, relative to S_1 */
+        for (int o = 0; o < m; o++) {
+            double av = 0;
+            for (int j = 0; j < n; j++) av += (double)A[(size_t)o * n + j] * Vt[(size_t)i * n + j];
+            epair = fmax(epair, fabs(av - (double)S[i] * U[(size_t)o * k + i]) / scale);
+        }
+        if (i >= exact) continue;
+        double du = 0, dv = 0, nu = 0, nv = 0, nru = 0, nrv = 0;
+        for (int o = 0; o < m; o++) {
+            du += (double)U[(size_t)o * k + i] * rU[(size_t)o * kk + i];
+            nu += (double)U[(size_t)o * k + i] * U[(size_t)o * k + i];
+            nru += (double)rU[(size_t)o * kk + i] * rU[(size_t)o * kk + i];
+        }
+        for (int j = 0; j < n; j++) {
+            dv += (double)Vt[(size_t)i * n + j] * rVt[(size_t)i * n + j];
+            nv += (double)Vt[(size_t)i * n + j] * Vt[(size_t)i * n + j];
+            nrv += (double)rVt[(size_t)i * n + j] * rVt[(size_t)i * n + j];
+        }
+        double sg = du < 0 ? -1 : 1;
+        CHECK_MSG(du * dv > 0, "%s: triplet %d: u and v flipped apart", what, i);
+        ecos = fmax(ecos, fmax(1 - fabs(du) / sqrt(nu * nru), 1 - fabs(dv) / sqrt(nv * nrv)));
+        for (int o = 0; o < m; o++) ev = fmax(ev, fabs(sg * U[(size_t)o * k + i] - rU[(size_t)o * kk + i]));
+        for (int j = 0; j < n; j++) ev = fmax(ev, fabs(sg * Vt[(size_t)i * n + j] - rVt[(size_t)i * n + j]));
+    }
+    CHECK_MSG(es <= 1e-6, "%s (%dx%d, k %d): S vs la_svd %.3g (rel S_1)", what, m, n, k, es);
+    CHECK_MSG(ev <= 1e-5, "%s (%dx%d, k %d): vectors vs la_svd %.3g", what, m, n, k, ev);
+    CHECK_MSG(ecos <= 1e-6, "%s (%dx%d, k %d): 1 - |cos| vs la_svd %.3g", what, m, n, k, ecos);
+    CHECK_MSG(epair <= TOL, "%s (%dx%d, k %d): A v_i - S_i u_i = %.3g (rel S_1)", what, m, n, k, epair);
+    CHECK_MSG(rule, "%s: a column of U whose largest-|.| entry is negative", what);
+    double eu = orth_err(U, m, k);
+    float *V = transpose(Vt, k, n);
+    double evv = orth_err(V, n, k);
+    CHECK_MSG(eu < TOL && evv < TOL, "%s (%dx%d, k %d): U^T U - I %.3g, V^T V - I %.3g", what, m, n, k, eu, evv);
+    /* values only, and U or Vt alone, give the same numbers */
+    float *U2 = xmalloc((size_t)m * k * 4), *Vt2 = xmalloc((size_t)k * n * 4);
+    CHECK(la_svd_top(NULL, S2, NULL, A, m, n, k, &err) == 0);
+    for (int i = 0; i < k; i++) CHECK(S2[i] == S[i]);
+    CHECK(la_svd_top(U2, NULL, NULL, A, m, n, k, &err) == 0 && !memcmp(U2, U, (size_t)m * k * 4));
+    CHECK(la_svd_top(NULL, NULL, Vt2, A, m, n, k, &err) == 0 && !memcmp(Vt2, Vt, (size_t)k * n * 4));
+    printf("la_svd_top %-22s %3d x %-3d k %-3d: S %.1e, vectors %.1e (1-|cos| %.1e) vs la_svd; A v - S u %.1e; "
+           "orthonormal %.1e\n", what, m, n, k, es, ev, ecos, epair, fmax(eu, evv));
+    free(rU), free(rS), free(rVt), free(U), free(S), free(Vt), free(S2), free(V), free(U2), free(Vt2);
+}
+
+static void test_svd_top(void) {
+    /* Gaussian-like (small gaps at the top): the Gram path */
+    int shapes[][3] = {{7, 7, 3}, {12, 5, 5}, {5, 12, 1}, {40, 33, 8}, {33, 40, 16}, {1, 6, 1}, {6, 1, 1},
+                       {200, 150, 16}, {150, 200, 32}};
+    for (size_t t = 0; t < ARRAY_LEN(shapes); t++) {
+        int m = shapes[t][0], n = shapes[t][1], k = shapes[t][2];
+        float *A = rand_mat(m, n);
+        check_svd_top(A, m, n, k, k, "random");
+        free(A);
+    }
+    /* a spectrum 1 .. 1e-6: S_k above and below 1e-3 S_1 (Gram path, then dgesvdx) */
+    double sp[30];
+    for (int i = 0; i < 30; i++) sp[i] = pow(1e-6, i / 29.0);
+    float *A = known_spectrum(40, 30, sp);
+    check_svd_top(A, 40, 30, 10, 10, "spectrum 1..1e-6");  /* S_10 = 1.2e-2 */
+    check_svd_top(A, 40, 30, 20, 20, "spectrum 1..1e-6");  /* S_20 = 1.4e-4: dgesvdx */
+    check_svd_top(A, 40, 30, 30, 30, "spectrum 1..1e-6");
+    free(A);
+    /* nearly equal leading values (gaps 1e-3 of S_1) */
+    for (int i = 0; i < 30; i++) sp[i] = i < 6 ? 1.0 - 1e-3 * i : 0.5 / (1 + i);
+    A = known_spectrum(30, 45, sp);
+    check_svd_top(A, 30, 45, 6, 6, "gaps 1e-3");
+    free(A);
+    /* rank-deficient: k beyond the rank (dgesvdx completes the bases) */
+    int rd[][4] = {{9, 6, 2, 4}, {6, 9, 3, 5}, {8, 8, 1, 2}};
+    for (size_t t = 0; t < ARRAY_LEN(rd); t++) {
+        float *L = lowrank_int(rd[t][0], rd[t][1], rd[t][2]);
+        check_svd_top(L, rd[t][0], rd[t][1], rd[t][3], rd[t][2], "rank-deficient");
+        free(L);
+    }
+    /* zero matrix: S = 0, orthonormal vectors */
+    float Z[12] = {0}, U[6], SZ[2], Vt[8];
+    Error err;
+    CHECK(la_svd_top(U, SZ, Vt, Z, 3, 4, 2, &err) == 0);
+    CHECK(SZ[0] == 0 && SZ[1] == 0);
+    float *V = transpose(Vt, 2, 4);
+    CHECK_MSG(orth_err(U, 3, 2) < TOL && orth_err(V, 4, 2) < TOL, "zero matrix: bases not orthonormal");
+    free(V);
+}
+
 /* ---- linalg_qr -------------------------------------------------------------------------------------- */
 static void test_qr(void) {
     int shapes[][2] = {{8, 8}, {13, 4}, {4, 13}, {1, 5}, {5, 1}, {50, 30}};
@@ -392,7 +499,7 @@ static void test_nonfinite(void) {
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "";
     static const struct { const char *name; void (*fn)(void); } cases[] = {
-        {"svd", test_svd}, {"qr", test_qr}, {"eigh", test_eigh},
+        {"svd", test_svd}, {"svd_top", test_svd_top}, {"qr", test_qr}, {"eigh", test_eigh},
         {"pinv", test_pinv}, {"orth", test_orth}, {"nonfinite", test_nonfinite},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -403,6 +510,6 @@ int main(int argc, char **argv) {
             return test_finish(name);
         }
     }
-    fprintf(stderr, "usage: %s svd|qr|eigh|pinv|orth|nonfinite\n", argv[0]);
+    fprintf(stderr, "usage: %s svd|svd_top|qr|eigh|pinv|orth|nonfinite\n", argv[0]);
     return 2;
 }
