@@ -54,9 +54,9 @@ void eva_rank_distribution(int *ranks, const float *const *evr, const int *kmax,
 int corda_cov_add(double *C, const float *X, int N, int T, int n, Error *err);
 
 /* The damping loop: d = 0.01; C' = C + d mean(diag C) I; while ||C' C'^{-1} - I||_F >= tol, d *= 2
- * (METHODS.md: tol = 0.05). C'^{-1} is the SVD inverse (la_pinv with no singular value dropped: dgesdd in
- * double) of C' rounded to float, itself rounded to float (PEFT inverts in float32); the residual is computed
- * in double. Cfix (n, n) gets C' in double, Cinv (n, n) C'^{-1}.
+ * (METHODS.md: tol = 0.05). C'^{-1} is the inverse of C' rounded to float, from its eigendecomposition in
+ * double (dsyevd: for the symmetric positive definite C' the SVD inverse, nothing dropped), itself rounded to
+ * float (PEFT inverts in float32); the residual is one dgemm in double. Cfix (n, n) gets C' in double, Cinv (n, n) C'^{-1}.
  * *d, *doublings and *resid (any may be NULL) say where it stopped. Fails (err) when mean(diag C) is not
  * positive and finite (the inputs were all zero) or after 60 doublings (then the residual never fell below
  * tol: a tol at or below float rounding). */

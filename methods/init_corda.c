@@ -14,12 +14,14 @@
  *     actually had. Samples of all init batches (ctx->n_batches) are used; there is no stopping rule.
  *   - The damping residual is torch.dist(C' C'^{-1}, I) (Frobenius), d starting at 0.01 and doubling, and
  *     the shift is d mean(diag C) I. PEFT does this in float32 (torch.linalg.inv, LU); here C'^{-1} is the
- *     SVD inverse of C' (la_pinv, nothing dropped, dgesdd in double) rounded to float, and the residual is
+ *     inverse of the float-rounded C' from its eigendecomposition in double (dsyevd; for the symmetric positive
+ *     definite C' this is the SVD inverse, nothing dropped) rounded to float, and the residual is
  *     computed in double, which keeps the loop's float32 sense (it only iterates when C' is ill-conditioned
  *     at float precision: with C PSD, cond(C') <= n / d + 1, and a rank-3 64 x 64 C gives a residual of 1e-4
  *     at d = 0.01, so on layers of this size d stays 0.01). The loop is bounded (60 doublings, then an error
  *     naming the layer), and a zero covariance is refused instead of looping.
- *   - SVD(W0 C') thin (torch.linalg.svd full_matrices=False; la_svd: dgesdd in double), V = (Vh C'^{-1})^T.
+ *   - SVD(W0 C') thin (torch.linalg.svd full_matrices=False; IPM: la_svd_top, the r leading triplets in double;
+ *     KPM: la_svd, dgesdd in double), V = (Vh C'^{-1})^T.
  *     IPM keeps components [0, r) and KPM [k - r, k) of the k = min(m, n) (crop_corda_eigens: S[-r:], in
  *     the SVD's descending order); "S /= scaling" with scaling = a->scale (alpha / r, or alpha / sqrt r
  *     with rsLoRA, as PEFT's self.scaling); lora_A = V^T * sqrt(S), lora_B = U * sqrt(S); the new W0 is
@@ -30,6 +32,8 @@
  * torch.max(input).abs(), |max X|, which differs when the most negative entry is the largest in magnitude).
  * An all-zero sample adds 0 (PEFT would divide by 0 and raise on the NaN). Options (method.params.corda.*):
  * mode: ipm (default) | kpm; batch / batches are the engine's. */
+#include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
 #include <string.h>
 
@@ -73,6 +77,27 @@ int corda_cov_add(double *C, const float *X, int N, int T, int n, Error *err) {
     return rc ? -1 : S;
 }
 
+/* Cinv (n, n) = the inverse of the symmetric C (float, symmetrised) from its eigendecomposition in double
+ * (dsyevd): V diag(1 / w) V^T, rounded to float. For a symmetric positive definite C this is the SVD inverse
+ * (singular values = eigenvalues), at a third of dgesdd's cost. W: 3 n^2 + n doubles of scratch. A zero
+ * eigenvalue is dropped (the pseudo-inverse's rule); a non-finite entry or LAPACK failing is an error. */
+static int spd_inverse(float *Cinv, const float *C, int n, double *W, Error *err) {
+    double *V = W, *T = W + (size_t)n * n, *w = W + 3 * (size_t)n * n;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double a = C[(size_t)i * n + j], b = C[(size_t)j * n + i];
+            if (!isfinite(a)) return err_set(err, "the damped covariance has a non-finite entry (%d, %d)", i, j);
+            V[(size_t)i * n + j] = 0.5 * (a + b);
+        }
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', n, V, n, w);
+    if (info != 0) return err_set(err, "inverting the damped covariance (%d x %d): dsyevd failed (info %d)", n, n, (int)info);
+    for (int i = 0; i < n; i++) /* T = V diag(1 / w) */
+        for (int j = 0; j < n; j++) T[(size_t)i * n + j] = w[j] != 0 ? V[(size_t)i * n + j] / w[j] : 0.0;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0, T, n, V, n, 0.0, T + (size_t)n * n, n);
+    for (size_t t = 0; t < (size_t)n * n; t++) Cinv[t] = (float)T[(size_t)n * n + t];
+    return 0;
+}
+
 int corda_damp(double *Cfix, float *Cinv, const float *C, int n, double tol, double *d_out, int *doublings,
                double *resid_out, Error *err) {
     double mu = 0;
@@ -82,24 +107,23 @@ int corda_damp(double *Cfix, float *Cinv, const float *C, int n, double tol, dou
         return err_set(err, "the input covariance has mean diagonal %g: expected a positive number (were the "
                        "layer's inputs all zero?)", mu);
     float *Cf = xmalloc(sizeof(float) * (size_t)n * n);
-    double *row = xmalloc(sizeof(double) * n);
+    double *W = xmalloc(sizeof(double) * 3 * (size_t)n * n + sizeof(double) * n); /* spd_inverse's and the residual's */
     double d = 0.01, resid = 0;
     int it = 0, rc = 0;
     for (;; it++) {
         for (size_t t = 0; t < (size_t)n * n; t++) Cfix[t] = C[t];
         for (int i = 0; i < n; i++) Cfix[(size_t)i * n + i] += d * mu;
         for (size_t t = 0; t < (size_t)n * n; t++) Cf[t] = (float)Cfix[t];
-        if (la_pinv(Cinv, Cf, n, n, 0.0, NULL, NULL, err)) { rc = -1; break; }
-        double ss = 0; /* ||C' C'^{-1} - I||_F, row by row */
-        for (int i = 0; i < n; i++) {
-            for (int j = 0; j < n; j++) row[j] = i == j ? -1.0 : 0.0;
-            for (int l = 0; l < n; l++) {
-                double c = Cfix[(size_t)i * n + l];
-                const float *iv = Cinv + (size_t)l * n;
-                for (int j = 0; j < n; j++) row[j] += c * iv[j];
+        if (spd_inverse(Cinv, Cf, n, W, err)) { rc = -1; break; }
+        /* ||C' C'^{-1} - I||_F: one dgemm in double */
+        for (size_t t = 0; t < (size_t)n * n; t++) W[t] = Cinv[t];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, Cfix, n, W, n, 0.0, W + (size_t)n * n, n);
+        double ss = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                double v = W[(size_t)n * n + (size_t)i * n + j] - (i == j);
+                ss += v * v;
             }
-            for (int j = 0; j < n; j++) ss += row[j] * row[j];
-        }
         resid = sqrt(ss);
         if (resid < tol) break;
         if (it == CORDA_MAX_DOUBLINGS) {
@@ -113,7 +137,7 @@ int corda_damp(double *Cfix, float *Cinv, const float *C, int n, double tol, dou
     if (doublings) *doublings = it;
     if (resid_out) *resid_out = resid;
     free(Cf);
-    free(row);
+    free(W);
     return rc;
 }
 
@@ -133,14 +157,12 @@ static int corda_factors(const Adapter *a, const double *Cfix, const float *Cinv
     int m = a->m, n = a->n, r = a->r, k = MIN(m, n);
     float *WC = xmalloc(sizeof(float) * (size_t)m * n);
     double *acc = xmalloc(sizeof(double) * n);
-    for (int o = 0; o < m; o++) { /* W0 C' in double, rounded to float for la_svd */
-        for (int j = 0; j < n; j++) acc[j] = 0;
-        for (int l = 0; l < n; l++) {
-            double w = a->W0[(size_t)o * n + l];
-            const double *c = Cfix + (size_t)l * n;
-            for (int j = 0; j < n; j++) acc[j] += w * c[j];
-        }
-        for (int j = 0; j < n; j++) WC[(size_t)o * n + j] = (float)acc[j];
+    { /* W0 C' in double (one dgemm), rounded to float for the SVD */
+        double *Wd = xmalloc(sizeof(double) * (size_t)m * n * 2);
+        for (size_t t = 0; t < (size_t)m * n; t++) Wd[t] = a->W0[t];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, n, 1.0, Wd, n, Cfix, n, 0.0, Wd + (size_t)m * n, n);
+        for (size_t t = 0; t < (size_t)m * n; t++) WC[t] = (float)Wd[(size_t)m * n + t];
+        free(Wd);
     }
     /* IPM keeps the r leading triplets: la_svd_top (its sign rule, not dgesdd's; s B A does not depend on it);
      * KPM the r trailing ones: the full SVD */
