@@ -17,6 +17,13 @@ size_t init_cuda_peak_bytes(int reset) {
 #else
 #include "core/cuda/cuda_backend.h"
 #include "core/cuda/cuda_vit.h"
+#include "core/common.h"
+
+/* LORALAB_INIT_TRACE=1: each pass's phases (create, batches, download) on stderr */
+static int trace_on(void) {
+    const char *e = getenv("LORALAB_INIT_TRACE");
+    return e && *e && strcmp(e, "0");
+}
 
 /* The block of every adapter (-1: not on a block's qkv slot). Returns 0 when all are on one. */
 static int adapter_blocks(int *blk, const ViT *v, const AdapterSet *set) {
@@ -62,6 +69,7 @@ static CudaVit *pass_model(InitContext *ctx, int infer_only, char *why, size_t c
 }
 
 typedef struct PassBufs {
+    double t_create;
     float *x;
     int *y;
     unsigned char *mask;
@@ -78,7 +86,9 @@ static int pass_begin(PassBufs *p, InitContext *ctx, int infer_only, CudaVit **g
         snprintf(why, cap, "an adapter is not on a block's attn.qkv");
         return -1;
     }
+    double t0 = now_seconds();
     if (!(*g = pass_model(ctx, infer_only, why, cap))) return -1;
+    p->t_create = now_seconds() - t0;
     p->mask = xcalloc((size_t)m->u.vit.cfg.depth, 1);
     for (int i = 0; i < ctx->set->n; i++) p->mask[p->blk[i]] = 1;
     p->x = xmalloc(sizeof(float) * (size_t)ctx->batch * m->in_ch * m->img_h * m->img_w);
@@ -136,11 +146,13 @@ static int gpu_input_stats(void *actx, InitContext *ctx, int n_batches, int per_
     float *S = xmalloc(sizeof(float) * per * nsel);
     double *Sd = xmalloc(sizeof(double) * (size_t)D * D), *cd = xmalloc(sizeof(double) * D);
     int done = 0;
+    double t0 = now_seconds(), t_cb = 0;
     for (int b = 0; b < n_batches; b++) {
         int B = ctx->data.batch(ctx->data.ctx, b, ctx->batch, p.x, p.y);
         if (B <= 0) break;
         cuda_vit_set_batch(g, p.x, p.y, B);
         cuda_vit_input_moments(g, p.mask, per_sample_max, S);
+        double tc = now_seconds();
         int last = -1;
         for (int i = 0; i < ctx->set->n; i++) {
             int k = sel_index(p.mask, p.blk[i]);
@@ -154,8 +166,12 @@ static int gpu_input_stats(void *actx, InitContext *ctx, int n_batches, int per_
             }
             cb(user, i, Sd, cd, (long)Sk[(size_t)D * (D + 1) + D], b);
         }
+        t_cb += now_seconds() - tc;
         done++;
     }
+    if (trace_on())
+        fprintf(stderr, "init statistics pass: create %.3f s, %d batches %.3f s (of which the initializer's callbacks "
+                "%.3f s)\n", p.t_create, done, now_seconds() - t0, t_cb);
     free(S);
     free(Sd);
     free(cd);
@@ -177,18 +193,28 @@ static int gpu_full_grads(void *actx, InitContext *ctx, int n_batches, float **G
         return init_full_grads(&c, n_batches, G, err);
     }
     int done = 0;
+    double t0 = now_seconds(), t_data = 0, t_set = 0;
     for (int b = 0; b < n_batches; b++) {
+        double ta = now_seconds();
         int B = ctx->data.batch(ctx->data.ctx, b, ctx->batch, p.x, p.y);
+        t_data += now_seconds() - ta;
         if (B <= 0) break;
+        ta = now_seconds();
         cuda_vit_set_batch(g, p.x, p.y, B);
+        t_set += now_seconds() - ta;
         cuda_vit_qkv_grads(g, p.mask, done == 0);
         done++;
     }
+    double t1 = now_seconds();
     for (int i = 0; i < ctx->set->n && done; i++) {
         const Adapter *a = &ctx->set->a[i];
         cuda_vit_qkv_grads_download(g, p.blk[i], a->row0, a->m, 1.0f / (float)done, G[i]);
     }
+    double t2 = now_seconds();
     pass_end(&p, g);
+    if (trace_on())
+        fprintf(stderr, "init gradients pass: create %.3f s, %d batches %.3f s (drawing %.3f, set_batch %.3f), download "
+                "%.3f s, free %.3f s\n", p.t_create, done, t1 - t0, t_data, t_set, t2 - t1, now_seconds() - t2);
     if (done == 0) return err_set(err, "no init batch could be drawn (the training data is empty?)");
     return done;
 }
@@ -196,7 +222,8 @@ static int gpu_full_grads(void *actx, InitContext *ctx, int n_batches, float **G
 static const InitAccel INIT_CUDA = {"cuda", gpu_input_stats, gpu_full_grads};
 
 const InitAccel *init_cuda_accel(const char *device, const Model *m) {
-    if (!device || !strcmp(device, "cpu") || m->family != MODEL_VIT || cuda_device_count() == 0) return NULL;
+    if (!device || !strcmp(device, "cpu") || m->family != MODEL_VIT) return NULL;
+    if (cuda_device_count() == 0) return NULL;
     char msg[256];
     if (cuda_init(msg)) {
         fprintf(stderr, "init passes on the CPU: %s\n", msg);

@@ -156,3 +156,15 @@ CudaVit *cuda_vit_create_init(const ViT *m, const AdapterSet *ad, int with_adapt
     oc.kind = OPT_ADAMW;
     return build(m, ad, max_batch, &oc, NULL, label_smoothing, 1, !with_adapters, infer_only, err);
 }
+
+/* As host_bf16 in cuda_vit.cu (round to nearest even; Inf and NaN keep their top bits), in parallel. */
+void cuda_vit_host_bf16(uint16_t *dst, const float *src, long n);
+void cuda_vit_host_bf16(uint16_t *dst, const float *src, long n) {
+#pragma omp parallel for schedule(static) if (n > (1L << 18))
+    for (long i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], 4);
+        if ((u & 0x7f800000u) != 0x7f800000u) u += 0x7fffu + ((u >> 16) & 1u);
+        dst[i] = (uint16_t)(u >> 16);
+    }
+}
