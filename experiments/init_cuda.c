@@ -76,18 +76,21 @@ typedef struct PassBufs {
     int *blk;
 } PassBufs;
 
+/* The pass's model and buffers; -1 with nothing allocated (why says it, when there is a reason) otherwise. */
 static int pass_begin(PassBufs *p, InitContext *ctx, int infer_only, CudaVit **g, char *why, size_t cap) {
     const Model *m = ctx->model;
     memset(p, 0, sizeof *p);
     *g = NULL;
     if (!ctx->data.batch || ctx->batch <= 0) return -1; /* the CPU path gives the error */
     p->blk = xmalloc(sizeof(int) * (size_t)(ctx->set->n ? ctx->set->n : 1));
-    if (adapter_blocks(p->blk, &m->u.vit, ctx->set)) {
-        snprintf(why, cap, "an adapter is not on a block's attn.qkv");
+    double t0 = now_seconds();
+    if (adapter_blocks(p->blk, &m->u.vit, ctx->set)) snprintf(why, cap, "an adapter is not on a block's attn.qkv");
+    else *g = pass_model(ctx, infer_only, why, cap);
+    if (!*g) { /* nothing is left allocated: the caller goes to the CPU path */
+        free(p->blk);
+        p->blk = NULL;
         return -1;
     }
-    double t0 = now_seconds();
-    if (!(*g = pass_model(ctx, infer_only, why, cap))) return -1;
     p->t_create = now_seconds() - t0;
     p->mask = xcalloc((size_t)m->u.vit.cfg.depth, 1);
     for (int i = 0; i < ctx->set->n; i++) p->mask[p->blk[i]] = 1;
@@ -122,9 +125,13 @@ static int sel_index(const unsigned char *mask, int l) {
     return k;
 }
 
-static int cpu_fallback_note(const char *pass, const char *why) {
-    fprintf(stderr, "init %s on the CPU: %s\n", pass, why);
-    return 0;
+/* The pass could not run on the GPU (pass_begin failed): the same context without the accelerator, with a note
+ * on stderr when there is a reason to give (none when the data is missing: the CPU path reports that). */
+static InitContext cpu_context(const InitContext *ctx, const char *pass, const char *why) {
+    if (why[0]) fprintf(stderr, "init %s on the CPU: %s\n", pass, why);
+    InitContext c = *ctx;
+    c.accel = NULL;
+    return c;
 }
 
 static int gpu_input_stats(void *actx, InitContext *ctx, int n_batches, int per_sample_max, InitStatsFn cb, void *user,
@@ -134,10 +141,7 @@ static int gpu_input_stats(void *actx, InitContext *ctx, int n_batches, int per_
     CudaVit *g;
     char why[300] = "";
     if (pass_begin(&p, ctx, 1, &g, why, sizeof why)) {
-        if (why[0]) cpu_fallback_note("input statistics", why);
-        pass_end(&p, g);
-        InitContext c = *ctx;
-        c.accel = NULL;
+        InitContext c = cpu_context(ctx, "input statistics", why);
         return init_input_stats(&c, n_batches, per_sample_max, cb, user, err);
     }
     int D = ctx->model->u.vit.cfg.dim, nsel = 0, depth = ctx->model->u.vit.cfg.depth;
@@ -186,10 +190,7 @@ static int gpu_full_grads(void *actx, InitContext *ctx, int n_batches, float **G
     CudaVit *g;
     char why[300] = "";
     if (pass_begin(&p, ctx, 0, &g, why, sizeof why)) {
-        if (why[0]) cpu_fallback_note("gradients", why);
-        pass_end(&p, g);
-        InitContext c = *ctx;
-        c.accel = NULL;
+        InitContext c = cpu_context(ctx, "gradients", why);
         return init_full_grads(&c, n_batches, G, err);
     }
     int done = 0;

@@ -489,6 +489,9 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     int pretrain = has_stage(c, "pretrain"), finetune = has_stage(c, "finetune");
     /* the run's step count: the schedule's, LoRA-SB's first-step lr and the progress line all use it */
     long total_steps = tc.max_steps > 0 ? tc.max_steps : (long)tc.epochs * (tc.batch > 0 ? train.n / tc.batch : 0);
+    /* device: where the initializer's data passes and the training run (experiments/init_cuda.h, train_cuda.h) */
+    const char *device;
+    if (cfg_get_string(c, "device", "auto", &device, err)) goto fail;
     if (finetune && !pretrain) {
         double t0;
         /* research metrics: their pretrained point (G_full) is taken before the initializer runs */
@@ -497,9 +500,7 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
             goto fail;
         /* the initializers' data passes go to the GPU where the run may use one; the CUDA context is made here,
          * before the init clock starts (experiments/init_cuda.h) */
-        const char *dev_init;
-        if (cfg_get_string(c, "device", "auto", &dev_init, err)) goto fail;
-        const InitAccel *accel = init_cuda_accel(dev_init, &m);
+        const InitAccel *accel = init_cuda_accel(device, &m);
         init_cuda_peak_bytes(1);
         t0 = now_seconds();
         if (attach_method(&m, &ad, c, (uint64_t)gr->seed, &train, &tc, total_steps, accel, &attached, &ires, err))
@@ -511,8 +512,6 @@ static int run_one_(const GridRun *gr, int64_t exp_id, const char *exp_name, con
     /* device: where it trains (experiments/train_cuda.h); runs.device, the run file's "device" attribute */
     int use_cuda = 0;
     char dev_note[320] = "";
-    const char *device;
-    if (cfg_get_string(c, "device", "auto", &device, err)) goto fail;
     if ((pretrain || finetune) &&
         (use_cuda = train_pick_device(device, &m, attached ? &ad : NULL, &tc, dev_note, sizeof dev_note, err)) < 0)
         goto fail;

@@ -59,6 +59,14 @@ static int adapter_slots(const InitContext *ctx, LinearSlot **slots) {
     return n;
 }
 
+/* The index in slots (ns of them, from adapter_slots) of the slot adapter a sits on, or -1. */
+static int slot_index(LinearSlot *const *slots, int ns, const Adapter *a) {
+    for (int j = 0; j < ns; j++)
+        for (int k = 0; k < slots[j]->n_ad; k++)
+            if (slots[j]->ad[k] == a) return j;
+    return -1;
+}
+
 static int need_data(const InitContext *ctx, Error *err) {
     if (!ctx->data.batch || ctx->batch <= 0)
         return err_set(err, "this initializer needs init batches of the task's training data, and none were given");
@@ -140,10 +148,9 @@ int init_full_grads(InitContext *ctx, int n_batches, float **G, Error *err) {
     }
     for (int i = 0; i < ctx->set->n && done; i++) {
         Adapter *a = &ctx->set->a[i];
-        LinearSlot *s = NULL;
-        for (int j = 0; j < ns && !s; j++)
-            for (int k = 0; k < slots[j]->n_ad; k++) if (slots[j]->ad[k] == a) s = slots[j];
-        ASSERT(s);
+        int j = slot_index(slots, ns, a);
+        ASSERT(j >= 0);
+        LinearSlot *s = slots[j];
         const float *src = s->grad_w + (size_t)a->row0 * s->in;
         for (size_t k = 0; k < (size_t)a->m * a->n; k++) G[i][k] = src[k] / (float)done;
     }
@@ -230,10 +237,7 @@ int init_input_stats(InitContext *ctx, int n_batches, int per_sample_max, InitSt
     int ns = adapter_slots(ctx, slots);
     for (int i = 0; i < ctx->set->n; i++) {
         const Adapter *a = &ctx->set->a[i];
-        slot_of[i] = -1;
-        for (int j = 0; j < ns && slot_of[i] < 0; j++)
-            for (int k = 0; k < slots[j]->n_ad; k++)
-                if (slots[j]->ad[k] == a) slot_of[i] = j;
+        slot_of[i] = slot_index(slots, ns, a);
         ASSERT(slot_of[i] >= 0);
         nmax = MAX(nmax, a->n);
     }
