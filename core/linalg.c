@@ -2,6 +2,7 @@
  * Every input is copied to a column-major double buffer (the transpose is free during the float -> double
  * copy), so LAPACK runs on the same matrix numpy/torch would give it and LAPACKE does no extra transposes. */
 #include "core/linalg.h"
+#include "core/rng.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -170,6 +171,66 @@ int la_svd_top(float *U, float *S, float *Vt, const float *A, int m, int n, int 
                 for (int j = 0; j < n; j++) Vt[(size_t)i * n + j] = (float)v[(size_t)i * n + j];
     }
     free(a), free(s), free(u), free(v);
+    return rc;
+}
+
+/* Q <- an orthonormal basis of the columns of x (rows, q), column-major, in place (dgeqrf + dorgqr). */
+static void orthonormalize(double *x, int rows, int q, double *tau) {
+    lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, rows, q, x, rows, tau);
+    ASSERTF(info == 0, "la_svd_lowrank: LAPACKE_dgeqrf returned %d (%d x %d)", (int)info, rows, q);
+    info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, rows, q, q, x, rows, tau);
+    ASSERTF(info == 0, "la_svd_lowrank: LAPACKE_dorgqr returned %d (%d x %d)", (int)info, rows, q);
+}
+
+int la_svd_lowrank(float *U, float *S, float *Vt, const float *A, int m, int n, int k, int q, int niter,
+                   uint64_t seed, uint64_t stream, Error *err) {
+    ASSERT(m >= 1 && n >= 1 && A);
+    ASSERTF(k >= 1 && k <= q && q <= MIN(m, n) && niter >= 0,
+            "la_svd_lowrank: k = %d, q = %d, niter = %d for A (%d x %d): expected 1 <= k <= q <= %d, niter >= 0", k, q,
+            niter, m, n, MIN(m, n));
+    /* T = A^T when m < n or n > q (torch's choice: the small side's basis), else A; T is (mm, nn) */
+    int tr = m < n || n > q, mm = tr ? n : m, nn = tr ? m : n;
+    CBLAS_TRANSPOSE opT = tr ? CblasTrans : CblasNoTrans, opTt = tr ? CblasNoTrans : CblasTrans;
+    double *a = xmalloc((size_t)m * n * sizeof *a), *x = xmalloc((size_t)mm * q * sizeof *x);
+    double *y = xmalloc((size_t)nn * q * sizeof *y), *tau = xmalloc((size_t)q * sizeof *tau);
+    double *s = xmalloc((size_t)q * sizeof *s), *ub = xmalloc((size_t)nn * q * sizeof *ub);
+    double *vbt = xmalloc((size_t)q * q * sizeof *vbt), *lq = xmalloc((size_t)mm * q * sizeof *lq);
+    int rc = to_colmajor(a, A, m, n, "la_svd_lowrank", err);
+    if (rc == 0) {
+        float *w = xmalloc((size_t)nn * q * sizeof *w);
+        rng_fill_normal(w, (size_t)nn * q, 0.0f, 1.0f, seed, stream);
+        for (size_t i = 0; i < (size_t)nn * q; i++) y[i] = w[i];
+        free(w);
+        /* x = T y: T is op(a) with a (m, n) column-major */
+        cblas_dgemm(CblasColMajor, opT, CblasNoTrans, mm, q, nn, 1.0, a, m, y, nn, 0.0, x, mm);
+        orthonormalize(x, mm, q, tau);
+        for (int it = 0; it < niter; it++) {
+            cblas_dgemm(CblasColMajor, opTt, CblasNoTrans, nn, q, mm, 1.0, a, m, x, mm, 0.0, y, nn); /* T^T Q */
+            orthonormalize(y, nn, q, tau);
+            cblas_dgemm(CblasColMajor, opT, CblasNoTrans, mm, q, nn, 1.0, a, m, y, nn, 0.0, x, mm);  /* T Q' */
+            orthonormalize(x, mm, q, tau);
+        }
+        /* Bt = T^T Q (nn, q) = Ub diag(s) Vb^T, so T ~ Q Q^T T = (Q Vb) diag(s) Ub^T */
+        cblas_dgemm(CblasColMajor, opTt, CblasNoTrans, nn, q, mm, 1.0, a, m, x, mm, 0.0, y, nn);
+        lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', nn, q, y, nn, s, ub, nn, vbt, q);
+        ASSERTF(info >= 0, "la_svd_lowrank: LAPACKE_dgesdd argument %d is invalid", (int)-info);
+        if (info > 0) {
+            rc = err_set(err, "la_svd_lowrank: the SVD of the (%d x %d) projection of A (%d x %d) did not converge "
+                         "(LAPACK dgesdd info %d)", nn, q, m, n, (int)info);
+        } else {
+            /* lq = Q Vb (mm, q): T's left vectors; ub: T's right vectors */
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, mm, q, q, 1.0, x, mm, vbt, q, 0.0, lq, mm);
+            double *u = tr ? ub : lq, *v = tr ? lq : ub; /* A's: u (m, q), v (n, q), column-major */
+            normalize_pair_signs(u, m, m, v, n, n, k);
+            if (S)
+                for (int i = 0; i < k; i++) S[i] = (float)s[i];
+            if (U) from_colmajor(U, u, m, k, m);
+            if (Vt)
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < n; j++) Vt[(size_t)i * n + j] = (float)v[(size_t)i * n + j];
+        }
+    }
+    free(a), free(x), free(y), free(tau), free(s), free(ub), free(vbt), free(lq);
     return rc;
 }
 

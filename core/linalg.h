@@ -30,6 +30,17 @@ int la_svd(float *U, float *S, float *Vt, const float *A, int m, int n, Error *e
  * la_svd's (dgesdd's, torch's on CPU) may differ by a sign per triplet, u_i and v_i together. */
 int la_svd_top(float *U, float *S, float *Vt, const float *A, int m, int n, int k, Error *err);
 
+/* A randomized estimate of the k largest singular triplets of A (m,n): torch.svd_lowrank(A, q, niter)'s
+ * algorithm (Halko, Martinsson, Tropp 2011, Alg. 4.4 with a QR after every product), the one the official
+ * LoRA-GA code and PEFT use. Working on the orientation with rows >= cols: Q = orth(A W) with W (n, q) standard
+ * normal from (seed, stream) (core/rng.h: the same numbers for any thread count); niter times Q = orth(A Q')
+ * with Q' = orth(A^T Q); then the SVD of the small Q^T A (q, n), U = Q U_small. The first k of its q triplets
+ * are returned, in double inside, with la_svd_top's sign rule (each U column's largest-|.| entry positive).
+ * 1 <= k <= q <= min(m,n), niter >= 0. Its error shrinks like (S_{q+1} / S_i)^(2 niter + 1): exact to rounding
+ * for a matrix of rank <= q, an estimate otherwise (la_svd_top is the exact one). Any output may be NULL. */
+int la_svd_lowrank(float *U, float *S, float *Vt, const float *A, int m, int n, int k, int q, int niter,
+                   uint64_t seed, uint64_t stream, Error *err);
+
 /* Thin QR A (m,n) = Q (m,k) R (k,n), k = min(m,n); Q has orthonormal columns, R is upper triangular
  * (upper trapezoidal when n > m; entries below the diagonal are exactly 0). Signs as LAPACK's Householder
  * dgeqrf (and numpy.linalg.qr / torch.linalg.qr on CPU): R[j][j] = -sign(v_j[j]) * ||v_j|| where v_j is the

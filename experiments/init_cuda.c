@@ -68,6 +68,47 @@ static CudaVit *pass_model(InitContext *ctx, int infer_only, char *why, size_t c
     return g;
 }
 
+/* A cheap signature of what a pass model copies from the host: every adapter's W0 (a sample) and its parameters,
+ * so a prepared model is not used once an initializer changed them (none does before its first pass). */
+static double model_signature(const InitContext *ctx) {
+    double sig = 0;
+    for (int i = 0; i < ctx->set->n; i++) {
+        const Adapter *a = &ctx->set->a[i];
+        size_t n = (size_t)a->m * a->n;
+        for (size_t k = i % 61; k < n; k += 61) sig += (double)a->W0[k] * (double)(1 + k % 7);
+    }
+    const float *p = ctx->set->params.data;
+    for (size_t k = 0; k < ctx->set->params.numel; k++) sig += (double)p[k] * (double)(1 + k % 5);
+    return sig;
+}
+
+/* The prepared pass model (init_cuda_prepare): the first pass takes it when it fits. */
+static struct {
+    CudaVit *g;
+    const Model *model;
+    const AdapterSet *set;
+    int infer_only, max_batch;
+    double signature;
+} g_warm;
+
+static void warm_release(void *actx) {
+    (void)actx;
+    cuda_vit_free(g_warm.g);
+    memset(&g_warm, 0, sizeof g_warm);
+}
+
+/* g_warm's model if it was made for this pass, NULL otherwise (then it is freed) */
+static CudaVit *warm_take(InitContext *ctx, int infer_only) {
+    CudaVit *g = NULL;
+    if (g_warm.g && g_warm.model == ctx->model && g_warm.set == ctx->set && g_warm.infer_only == infer_only &&
+        g_warm.max_batch >= ctx->batch && g_warm.signature == model_signature(ctx)) {
+        g = g_warm.g;
+        g_warm.g = NULL;
+    }
+    warm_release(NULL);
+    return g;
+}
+
 typedef struct PassBufs {
     double t_create;
     float *x;
@@ -85,7 +126,7 @@ static int pass_begin(PassBufs *p, InitContext *ctx, int infer_only, CudaVit **g
     p->blk = xmalloc(sizeof(int) * (size_t)(ctx->set->n ? ctx->set->n : 1));
     double t0 = now_seconds();
     if (adapter_blocks(p->blk, &m->u.vit, ctx->set)) snprintf(why, cap, "an adapter is not on a block's attn.qkv");
-    else *g = pass_model(ctx, infer_only, why, cap);
+    else if (!(*g = warm_take(ctx, infer_only))) *g = pass_model(ctx, infer_only, why, cap);
     if (!*g) { /* nothing is left allocated: the caller goes to the CPU path */
         free(p->blk);
         p->blk = NULL;
@@ -220,7 +261,52 @@ static int gpu_full_grads(void *actx, InitContext *ctx, int n_batches, float **G
     return done;
 }
 
-static const InitAccel INIT_CUDA = {"cuda", gpu_input_stats, gpu_full_grads};
+/* InitAccel.prepare: the pass model the initializer starts with, made and run once on a batch of zeros (the
+ * cuBLASLt plans, the first launches of every kernel), kept for its first pass (warm_take). A model the GPU
+ * cannot run is left to the pass, which reports why. */
+static void warm_prepare(void *actx, InitContext *ctx, unsigned passes) {
+    (void)actx;
+    warm_release(NULL);
+    const Model *m = ctx->model;
+    if (!passes || !ctx->data.batch || ctx->batch <= 0) return;
+    int infer_only = !(passes & INIT_PASS_GRADS), depth = m->u.vit.cfg.depth, D = m->u.vit.cfg.dim;
+    int *blk = xmalloc(sizeof(int) * (size_t)(ctx->set->n ? ctx->set->n : 1));
+    char why[300] = "";
+    double t0 = now_seconds();
+    CudaVit *g = adapter_blocks(blk, &m->u.vit, ctx->set) ? NULL : pass_model(ctx, infer_only, why, sizeof why);
+    if (g) {
+        unsigned char *mask = xcalloc((size_t)depth, 1);
+        for (int i = 0; i < ctx->set->n; i++) mask[blk[i]] = 1;
+        size_t nx = (size_t)ctx->batch * m->in_ch * m->img_h * m->img_w;
+        float *x = xcalloc(nx, sizeof *x);
+        int *y = xcalloc((size_t)ctx->batch, sizeof *y);
+        cuda_vit_set_batch(g, x, y, ctx->batch);
+        if (infer_only) {
+            int nsel = 0;
+            for (int l = 0; l < depth; l++) nsel += mask[l];
+            float *S = xmalloc(sizeof(float) * (size_t)(D + 1) * (D + 1) * (nsel ? nsel : 1));
+            cuda_vit_input_moments(g, mask, 0, S);
+            cuda_vit_input_moments(g, mask, 1, S);
+            free(S);
+        } else {
+            cuda_vit_qkv_grads(g, mask, 1);
+            cuda_sync();
+        }
+        free(x), free(y), free(mask);
+        g_warm.g = g;
+        g_warm.model = m;
+        g_warm.set = ctx->set;
+        g_warm.infer_only = infer_only;
+        g_warm.max_batch = ctx->batch;
+        g_warm.signature = model_signature(ctx);
+    }
+    free(blk);
+    if (trace_on())
+        fprintf(stderr, "init prepare (%s pass): %.3f s%s%s\n", infer_only ? "statistics" : "gradients",
+                now_seconds() - t0, g ? "" : ", not prepared: ", g ? "" : why);
+}
+
+static const InitAccel INIT_CUDA = {"cuda", gpu_input_stats, gpu_full_grads, warm_prepare, warm_release};
 
 const InitAccel *init_cuda_accel(const char *device, const Model *m) {
     if (!device || !strcmp(device, "cpu") || m->family != MODEL_VIT) return NULL;

@@ -49,6 +49,7 @@ const char *init_opt_string(const InitContext *ctx, const char *key, const char 
 
 typedef struct InitResult {
     double wall_s;
+    double prepare_s;      /* init_run: the accelerator's prepare before the clock (not in wall_s) */
     int changed_w0;        /* the frozen weights were modified */
     int changed_function;  /* the model's output at init differs from the backbone's */
     int batches_used;      /* data-driven inits: init batches drawn (EVA stops at convergence) */
@@ -76,7 +77,10 @@ typedef struct InitKind {
     const char *source;    /* where the formula comes from (METHODS.md section) */
     int (*run)(InitContext *ctx, InitResult *res, Error *err);
     int default_batches;   /* init batches when method.params.<init>.batches is not set (0: 8) */
+    unsigned passes;       /* INIT_PASS_*: the data pass its run starts with (an accelerator prepares it: init_data.h) */
 } InitKind;
+#define INIT_PASS_STATS 1u /* init_input_stats */
+#define INIT_PASS_GRADS 2u /* init_full_grads */
 
 /* methods/registry.c: NULL if unknown. */
 const InitKind *init_find(const char *name);

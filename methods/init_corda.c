@@ -406,4 +406,4 @@ static int init_corda(InitContext *ctx, InitResult *res, Error *err) {
 }
 
 const InitKind INIT_CORDA = {"corda", "METHODS.md, Data-driven initializers: CorDA (PEFT corda.py, corda_init)",
-                             init_corda};
+                             init_corda, 0, INIT_PASS_STATS};

@@ -41,5 +41,12 @@ typedef struct InitAccel {
     int (*input_stats)(void *actx, InitContext *ctx, int n_batches, int per_sample_max, InitStatsFn cb, void *user,
                        Error *err);
     int (*full_grads)(void *actx, InitContext *ctx, int n_batches, float **G, Error *err);
+    /* Optional. prepare makes ready what the initializer's first data pass needs (passes: its InitKind's
+     * INIT_PASS_*), e.g. the model on the device with its kernels warmed up on a batch of zeros, so that the
+     * init clock sees the pass's own cost (PEFT's is timed on a model already on the GPU, after a warm-up); the
+     * runner records the prepare time apart (results.init_prepare_s). The first pass takes what was prepared
+     * only if the backbone and adapters are unchanged since; release frees whatever was left unused. */
+    void (*prepare)(void *actx, InitContext *ctx, unsigned passes);
+    void (*release)(void *actx);
 } InitAccel;
 #endif

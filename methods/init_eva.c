@@ -570,4 +570,4 @@ static int init_eva(InitContext *ctx, InitResult *res, Error *err) {
 /* EVA stops at convergence, so a generous cap costs nothing when it converges early (14 batches of 32 on
  * the tiny ViT at tau 0.99). */
 const InitKind INIT_EVA = {"eva", "METHODS.md, Data-driven initializers: EVA (PEFT eva.py, incremental_pca.py)",
-                           init_eva, 64};
+                           init_eva, 64, INIT_PASS_STATS};

@@ -3,15 +3,22 @@
  * The initializers themselves (INIT_LORA_GA in init_lora_ga.c, INIT_LORA_SB in init_lora_sb.c) compute the
  * gradient over init batches (methods/init_data.h: init_full_grads) and call these for every adapter.
  * SVDs are la_svd_top (core/linalg.h: the exact SVD's leading triplets in double; signs by its rule, each U
- * column's largest-|.| entry positive). */
+ * column's largest-|.| entry positive), or for LoRA-GA on request la_svd_lowrank (the same sign rule). */
 #ifndef METHODS_INIT_GRAD_H
 #define METHODS_INIT_GRAD_H
 #include "init.h"
 
+/* How LoRA-GA finds G's 2r leading triplets: lowrank = 0, la_svd_top (exact); lowrank = 1, la_svd_lowrank with
+ * q = min(4r, min(m, n)) and niter (the official code's torch.svd_lowrank), its random matrix from (seed, stream). */
+typedef struct GaSvd {
+    int lowrank, niter;
+    uint64_t seed, stream;
+} GaSvd;
+
 /* LoRA-GA (METHODS.md, LoRA-GA) on a LoRA adapter a, from its slice's gradient G (a->m, a->n) row-major:
  *   SVD(G) = U S V^T;  A = c V[:, 0:r]^T,  B = c U[:, r:2r],  c = m^{1/4} / sqrt(gamma);  W0 <- W0 - s B A.
- * Needs 2r <= min(m, n) and gamma > 0 (errors name the layer). W0 is written only on success. */
-int lora_ga_from_grad(Adapter *a, const float *G, double gamma, Error *err);
+ * svd NULL: exact. Needs 2r <= min(m, n) and gamma > 0 (errors name the layer). W0 is written only on success. */
+int lora_ga_from_grad(Adapter *a, const float *G, double gamma, const GaSvd *svd, Error *err);
 
 /* LoRA-SB's estimate of the first full fine-tuning step (METHODS.md, LoRA-XS and LoRA-SB), element-wise over n
  * entries: dW = -lr_1 sign(g) (AdamW, sign(0) = 0) or -lr_1 g (SGD, adamw = 0). dW may be g (in place). */

@@ -190,4 +190,4 @@ static int init_lora_sb(InitContext *ctx, InitResult *res, Error *err) {
 const InitKind INIT_LORA_SB = {"lora_sb",
                                "METHODS.md, LoRA-XS and LoRA-SB: LoRA-SB (official RaghavSinghal10/lora-sb: "
                                "-lr_1 sign(g), SVD of the update; exact SVD; R = diag(S_r) / s)",
-                               init_lora_sb};
+                               init_lora_sb, 0, INIT_PASS_GRADS};

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "init.h"
+#include "init_data.h"
 #include "dora.h"
 #include "lava.h"
 #include "lora.h"
@@ -62,7 +63,12 @@ int init_run(const char *name, InitContext *ctx, InitResult *res, Error *err) {
     memset(res, 0, sizeof *res);
     if (!k) return err_set(err, "method.init '%s' is not implemented yet (available: %s)", name, init_names());
     double t0 = now_seconds();
+    /* the accelerator's model for the first data pass, made before the clock (methods/init_data.h) */
+    if (ctx->accel && ctx->accel->prepare && k->passes) ctx->accel->prepare(ctx->accel_ctx, ctx, k->passes);
+    res->prepare_s = now_seconds() - t0;
+    t0 = now_seconds();
     int rc = k->run(ctx, res, err);
     res->wall_s = now_seconds() - t0;
+    if (ctx->accel && ctx->accel->release) ctx->accel->release(ctx->accel_ctx);
     return rc;
 }

@@ -39,7 +39,7 @@ static void restore(Bench *b) {
 
 static int ga_item(void *p, int i, Error *err) {
     Bench *b = p;
-    return lora_ga_from_grad(&b->ad.a[i], b->G[i], 16.0, err);
+    return lora_ga_from_grad(&b->ad.a[i], b->G[i], 16.0, NULL, err);
 }
 
 typedef enum { NEW_PISSA, NEW_OLORA, NEW_LORA_GA, OLD_PISSA, OLD_OLORA, OLD_LORA_GA } What;

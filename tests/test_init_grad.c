@@ -191,12 +191,16 @@ static float **grads(InitContext *ctx) {
     return G;
 }
 
-static void check_lora_ga(void) {
+/* svd NULL: the exact SVD (the checks to 1e-4); "lowrank": the randomized one with the official q = 4r, niter 4,
+ * whose subspaces on these 64 x 64 gradients (q = 32 of 64) converge: checked to the same tolerances. */
+static void check_lora_ga_svd(const char *svd) {
     Model m;
     AdapterSet ad;
     Synth sd;
     test_build_adapted(&m, &ad, &TEST_TINY_VIT, TEST_QV, 2, &ADAPTER_LORA, 8);
     InitContext ctx = context(&m, &ad, &sd);
+    const char *opts[] = {"svd", svd};
+    if (svd) ctx.opts = opts, ctx.n_opts = 1;
     int K = m.n_classes;
     float before[20], after[20];
     logits(&m, before);
@@ -236,6 +240,7 @@ static void check_lora_ga(void) {
     CHECK_MSG(e_sa < 1e-4, "A's rows leave G's top-r right singular space by %.3g (rel to c)", e_sa);
     CHECK_MSG(e_sb < 1e-4, "B's columns leave the span of G's left vectors r+1..2r by %.3g (rel to c)", e_sb);
     CHECK(res.changed_w0 && !res.changed_function && res.batches_used == 8);
+    CHECK_MSG(strstr(res.note, svd ? "randomized" : "exact"), "the note '%s' does not say which SVD", res.note);
     printf("lora_ga note: %s\n", res.note);
     printf("lora_ga on the tiny ViT (q, v), 8 batches of 32: %d adapters; logits kept to %.2g (rel), new W0 + s B A "
            "= old W0 to %.2g (rel), A A^T = B^T B = c^2 I to %.2g / %.2g, A in span V_r to %.2g, B in span "
@@ -244,6 +249,11 @@ static void check_lora_ga(void) {
     free_all(old, ad.n);
     free_all(G, ad.n);
     teardown(&m, &ad);
+}
+
+static void check_lora_ga(void) {
+    check_lora_ga_svd(NULL);
+    check_lora_ga_svd("lowrank");
     time_on_tiny_vit(&INIT_LORA_GA, &ADAPTER_LORA);
 }
 
@@ -424,6 +434,13 @@ static void bad_input(void) {
     expect_error(&INIT_LORA_GA, &ctx, "gamma abc", "gamma", "abc", "number");
     ctx.opts = g2;
     expect_error(&INIT_LORA_GA, &ctx, "gamma -1", "gamma", "-1", "> 0");
+    const char *g3[] = {"svd", "qr"}, *g4[] = {"niter", "2.5"}, *g5[] = {"n_iter", "4"};
+    ctx.opts = g3;
+    expect_error(&INIT_LORA_GA, &ctx, "svd qr", "method.params.lora_ga.svd", "'qr'", "lowrank");
+    ctx.opts = g4;
+    expect_error(&INIT_LORA_GA, &ctx, "niter 2.5", "method.params.lora_ga.niter", "2.5", "whole number");
+    ctx.opts = g5;
+    expect_error(&INIT_LORA_GA, &ctx, "unknown key", "unknown key 'method.params.lora_ga.n_iter'", "niter", NULL);
     ctx = context(&m, &ad, &sd);
     ctx.n_batches = 0;
     expect_error(&INIT_LORA_GA, &ctx, "0 batches", "lora_ga", "batches", ">= 1");
@@ -526,7 +543,7 @@ static void ref_init(const char *init) {
         memcpy(a->W0, W0, sizeof(float) * nw);
         float *A = malloc(sizeof(float) * na), *B = malloc(sizeof(float) * nb);
         if (ga) {
-            CHECK_MSG(lora_ga_from_grad(a, G, meta_num(&st, "gamma"), &err) == 0, "%s", err.msg);
+            CHECK_MSG(lora_ga_from_grad(a, G, meta_num(&st, "gamma"), NULL, &err) == 0, "%s", err.msg);
             float *rA = read(&st, "lora_ga.%s.%s", shape, "A", na), *rB = read(&st, "lora_ga.%s.%s", shape, "B", nb);
             float *rW = read(&st, "lora_ga.%s.%s", shape, "W0_new", nw), *W = malloc(sizeof(float) * nw);
             memcpy(A, params_data(a->ps, a->t[LORA_A]), sizeof(float) * na);

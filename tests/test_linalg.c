@@ -496,10 +496,85 @@ static void test_nonfinite(void) {
     free(A), free(B);
 }
 
+/* ---- linalg_svd_lowrank -------------------------------------------------------------------------------- */
+/* la_svd_lowrank against la_svd where the randomized estimate converges to the exact triplets (a fast-decaying
+ * spectrum; a rank <= q), in every orientation branch (m < n; n > q; n <= q): S to 1e-6 relative, 1 - |cos| of
+ * each vector <= 1e-6, the sign rule; on a flat spectrum (an estimate only) the properties that hold for any
+ * input: orthonormal vectors, S descending and at most the exact S_i; the same bits for the same (seed,
+ * stream), other numbers for another stream. */
+static void lowrank_vs_exact(const float *A, int m, int n, int k, int q, int niter, double tol, const char *what) {
+    int kk = m < n ? m : n;
+    float *rU = xmalloc((size_t)m * kk * 4), *rS = xmalloc((size_t)kk * 4), *rVt = xmalloc((size_t)kk * n * 4);
+    float *U = xmalloc((size_t)m * k * 4), *S = xmalloc((size_t)k * 4), *Vt = xmalloc((size_t)k * n * 4);
+    Error err = {{0}};
+    CHECK(la_svd(rU, rS, rVt, A, m, n, &err) == 0);
+    CHECK_MSG(la_svd_lowrank(U, S, Vt, A, m, n, k, q, niter, 7, 3, &err) == 0, "%s: %s", what, err.msg);
+    double es = 0, ecos = 0, scale = rS[0] > 0 ? rS[0] : 1;
+    int rule = 1;
+    for (int i = 0; i < k; i++) {
+        es = fmax(es, fabs((double)S[i] - rS[i]) / scale);
+        int best = 0;
+        for (int o = 1; o < m; o++)
+            if (fabsf(U[(size_t)o * k + i]) > fabsf(U[(size_t)best * k + i])) best = o;
+        rule &= U[(size_t)best * k + i] > 0;
+        double du = 0, dv = 0;
+        for (int o = 0; o < m; o++) du += (double)U[(size_t)o * k + i] * rU[(size_t)o * kk + i];
+        for (int j = 0; j < n; j++) dv += (double)Vt[(size_t)i * n + j] * rVt[(size_t)i * n + j];
+        CHECK_MSG(du * dv > 0, "%s: triplet %d: u and v flipped apart", what, i);
+        ecos = fmax(ecos, fmax(1 - fabs(du), 1 - fabs(dv)));
+    }
+    CHECK_MSG(es <= tol, "%s (%dx%d, k %d, q %d, niter %d): S vs la_svd %.3g (rel S_1)", what, m, n, k, q, niter, es);
+    CHECK_MSG(ecos <= tol, "%s (%dx%d, k %d, q %d, niter %d): 1 - |cos| vs la_svd %.3g", what, m, n, k, q, niter, ecos);
+    CHECK_MSG(rule, "%s: a column of U whose largest-|.| entry is negative", what);
+    printf("la_svd_lowrank %-18s %3d x %-3d k %-2d q %-2d niter %d: S %.1e, 1-|cos| %.1e vs la_svd\n", what, m, n, k,
+           q, niter, es, ecos);
+    free(rU), free(rS), free(rVt), free(U), free(S), free(Vt);
+}
+
+static void test_svd_lowrank(void) {
+    double sp[150];
+    for (int i = 0; i < 150; i++) sp[i] = pow(0.7, i);
+    int shapes[][4] = {{200, 150, 8, 32}, {150, 200, 8, 32}, {120, 24, 6, 24}}; /* n > q; m < n; n <= q */
+    for (size_t t = 0; t < ARRAY_LEN(shapes); t++) {
+        int m = shapes[t][0], n = shapes[t][1];
+        float *A = known_spectrum(m, n, sp);
+        lowrank_vs_exact(A, m, n, shapes[t][2], shapes[t][3], 4, 1e-6, "spectrum 0.7^i");
+        free(A);
+    }
+    float *L = lowrank_int(40, 30, 5); /* rank 5 <= q: exact with no power iteration */
+    lowrank_vs_exact(L, 40, 30, 5, 8, 0, 1e-6, "rank 5");
+    free(L);
+    /* a flat spectrum: an estimate; its invariants */
+    int m = 96, n = 80, k = 8, q = 16;
+    float *A = rand_mat(m, n), *rS = xmalloc((size_t)n * 4);
+    float *U = xmalloc((size_t)m * k * 4), *S = xmalloc((size_t)k * 4), *Vt = xmalloc((size_t)k * n * 4);
+    float *U2 = xmalloc((size_t)m * k * 4), *S2 = xmalloc((size_t)k * 4), *Vt2 = xmalloc((size_t)k * n * 4);
+    Error err;
+    CHECK(la_svd(NULL, rS, NULL, A, m, n, &err) == 0);
+    CHECK(la_svd_lowrank(U, S, Vt, A, m, n, k, q, 2, 11, 1, &err) == 0);
+    for (int i = 0; i < k; i++) {
+        CHECK(S[i] >= 0 && (i == 0 || S[i] <= S[i - 1]));
+        CHECK_MSG(S[i] <= rS[i] * (1 + 1e-6), "flat spectrum: S_%d = %g above the exact %g", i, S[i], rS[i]);
+    }
+    float *V = transpose(Vt, k, n);
+    CHECK_MSG(orth_err(U, m, k) < TOL && orth_err(V, n, k) < TOL, "flat spectrum: vectors not orthonormal");
+    CHECK(la_svd_lowrank(U2, S2, Vt2, A, m, n, k, q, 2, 11, 1, &err) == 0);
+    CHECK_MSG(!memcmp(U, U2, (size_t)m * k * 4) && !memcmp(S, S2, (size_t)k * 4) && !memcmp(Vt, Vt2, (size_t)k * n * 4),
+              "the same (seed, stream) gave other bits");
+    CHECK(la_svd_lowrank(U2, S2, Vt2, A, m, n, k, q, 2, 11, 2, &err) == 0);
+    CHECK_MSG(memcmp(S, S2, (size_t)k * 4), "another stream gave the same estimate");
+    printf("la_svd_lowrank flat spectrum 96 x 80 k 8 q 16 niter 2: S_1 %.4f of exact %.4f, S_8 %.4f of %.4f\n",
+           S[0], rS[0], S[7], rS[7]);
+    /* a non-finite entry is an error, not a crash */
+    A[5] = NAN;
+    CHECK(la_svd_lowrank(U, S, Vt, A, m, n, k, q, 2, 11, 1, &err) == -1 && strstr(err.msg, "la_svd_lowrank"));
+    free(A), free(rS), free(U), free(S), free(Vt), free(U2), free(S2), free(Vt2), free(V);
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "";
     static const struct { const char *name; void (*fn)(void); } cases[] = {
-        {"svd", test_svd}, {"svd_top", test_svd_top}, {"qr", test_qr}, {"eigh", test_eigh},
+        {"svd", test_svd}, {"svd_top", test_svd_top}, {"svd_lowrank", test_svd_lowrank}, {"qr", test_qr}, {"eigh", test_eigh},
         {"pinv", test_pinv}, {"orth", test_orth}, {"nonfinite", test_nonfinite},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -510,6 +585,6 @@ int main(int argc, char **argv) {
             return test_finish(name);
         }
     }
-    fprintf(stderr, "usage: %s svd|svd_top|qr|eigh|pinv|orth|nonfinite\n", argv[0]);
+    fprintf(stderr, "usage: %s svd|svd_top|svd_lowrank|qr|eigh|pinv|orth|nonfinite\n", argv[0]);
     return 2;
 }
