@@ -27,7 +27,9 @@ static int pad8(int t) { return (t + 7) & ~7; }
  * tiles of 32 keys / queries are
  * multiplied with mma.sync m16n8k16 (bf16 in, f32 accumulate), operands loaded with ldmatrix from rows padded
  * to 72 elements (no bank conflicts). Scores never leave registers:
- *   forward: online softmax over key tiles; writes O and lse;
+ *   forward: online softmax over key tiles; writes O and lse (T <= 208: flash_fwd_persist_kernel, one block per SM
+ *   walking the heads, all query tiles of a head in one block, the next head's Q, K, V loaded while this one's are
+ *   computed; otherwise, or LORALAB_ATTENTION_FWD=blocks, flash_forward_kernel: blocks of <= 8 query tiles);
  *   backward, T <= 208: one kernel per (image, head) (flash_bwd_fused_kernel, below: S and dP once, dQ from
  *   dS kept in shared memory; LORALAB_ATTENTION=cluster: flash_bwd_cluster_kernel, 2 blocks per head); otherwise (or LORALAB_ATTENTION=twopass) two kernels:
  *   (1) D = rowsum(dO * O), from the saved O (or from the forward run again, O in registers);
@@ -167,6 +169,20 @@ __device__ __forceinline__ void load_wait(void) {
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     __syncthreads();
 }
+__device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
+/* wait until at most n (0..7) of this thread's cp.async groups are pending */
+__device__ __forceinline__ void cp_wait(int n) {
+    switch (n) {
+    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
+    case 6: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 7;\n" ::: "memory"); break;
+    }
+}
 __device__ __forceinline__ float quad_max(float v) {
     v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
     return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -265,6 +281,173 @@ __global__ void __launch_bounds__(256) flash_forward_kernel(bf16d *out, float *l
             if (mode == 0) lse[li] = m[r] * FA_LN2 + logf(l[r]);
             else Dout[li] = d;
         }
+    }
+}
+
+/* ---- the persistent forward (flash_fwd_persist_kernel, below) ----
+ * One online-softmax step of one warp's 16 query rows over keys k0 .. k0 + 8 NT: S = Q K^T (raw: its max is taken
+ * before scaling, scale2 > 0 keeps the order), P = 2^(scale2 S - m) by one FMA and an ex2, O = alpha O + P V.
+ * The row sums l are per thread (its columns) and reduced over the quad once, at the end. MASK: keys >= T get
+ * P = 0 (the last step; every step has at least one key < T). */
+template <int NT, bool MASK>
+__device__ __forceinline__ void fwd_step(float o[8][4], float m[2], float l[2], const uint32_t qa[4][4],
+                                         const bf16d *Ks, const bf16d *Vs, int k0, int T, float scale2, int lane) {
+    int t = lane % 4;
+    float s[NT][4];
+    mm_abt_n<NT>(s, qa, Ks, k0, lane);
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            if (MASK && k0 + n * 8 + 2 * t + (e & 1) >= T) s[n][e] = -INFINITY;
+            mx[e / 2] = fmaxf(mx[e / 2], s[n][e]);
+        }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float mn = fmaxf(m[r], quad_max(mx[r]) * scale2);
+        alpha[r] = fa_ex2(m[r] - mn);
+        m[r] = mn;
+        l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            s[n][e] = fa_ex2(fmaf(s[n][e], scale2, -m[e / 2]));
+            l[e / 2] += s[n][e];
+        }
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        o[n][0] *= alpha[0]; o[n][1] *= alpha[0];
+        o[n][2] *= alpha[1]; o[n][3] *= alpha[1];
+    }
+    uint32_t pa[NT / 2][4];
+    c_to_a_n<NT / 2>(pa, s);
+    mm_pb_n<NT / 2>(o, pa, Vs, k0, lane);
+}
+/* One warp's 16 query rows (A fragments qa) against keys [kb, ke) (multiples of 32, ke <= TP): steps of KT keys
+ * (32 or 64; 64 measured no faster: 128 registers, a few spilled) while they are all < T, then steps of 32
+ * (masked past T). l comes back reduced over the quad. An empty
+ * range leaves o = 0, m = -inf, l = 0 (weight 0 when partial results are merged). */
+template <int KT>
+__device__ __forceinline__ void fwd_keys(float o[8][4], float m[2], float l[2], const uint32_t qa[4][4],
+                                         const bf16d *Ks, const bf16d *Vs, int kb, int ke, int T, float scale2,
+                                         int lane) {
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[n][e] = 0.0f;
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.0f;
+    int k0 = kb;
+    for (; k0 + KT <= ke && k0 + KT <= T; k0 += KT) fwd_step<KT / 8, false>(o, m, l, qa, Ks, Vs, k0, T, scale2, lane);
+    for (; k0 < ke; k0 += 32) {
+        if (k0 + 32 <= T) fwd_step<4, false>(o, m, l, qa, Ks, Vs, k0, T, scale2, lane);
+        else fwd_step<4, true>(o, m, l, qa, Ks, Vs, k0, T, scale2, lane);
+    }
+    l[0] = quad_sum(l[0]);
+    l[1] = quad_sum(l[1]);
+}
+/* O rows row0 + g, row0 + g + 8 (those < T) of head h of image b, and their lse (natural-log units) */
+__device__ __forceinline__ void fwd_store(bf16d *out, float *lse, const float o[8][4], const float m[2],
+                                          const float l[2], int b, int h, int NH, int row0, int T, int C, int lane) {
+    int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int row = row0 + g + 8 * r;
+        if (row >= T) continue;
+        float inv = 1.0f / l[r];
+        bf16d *dst = out + ((long)b * T + row) * C + h * FA_HS;
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+            *(__nv_bfloat162 *)(dst + n * 8 + 2 * t) = __floats2bfloat162_rn(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+        if (t == 0) lse[((long)b * NH + h) * T + row] = m[r] * FA_LN2 + logf(l[r]);
+    }
+}
+/* The persistent forward (the default for T <= 208): gridDim.x blocks (one an SM) walk the B NH heads; a block's
+ * warps cover all query tiles of a head, so K and V are read from memory once per head. Shared memory holds two
+ * stages of Q (TQ rows), K, V (TP rows each): the next head's rows are loaded (cp.async, issued right after the
+ * one barrier per head) while this head's are computed.
+ * split (ceil(T/16) = 4k + 1 tiles, e.g. 13 at T = 197): 4k warps own a tile each, and the last tile's keys are
+ * split in four over the last 4 warps (one on each of the SM's 4 schedulers), which merge their partial
+ * (m, l, O) through shared memory (fixed order: deterministic). With a 13th warp one scheduler ran 4 warps and
+ * the other three warps waited at the head's barrier. */
+#define FA_PERSIST_WARPS 13 /* T <= 208 */
+#define FA_XCH_VALS 36      /* a lane's partial: m[2], l[2], o[8][4] */
+template <int KT>
+__global__ void __launch_bounds__(32 * FA_PERSIST_WARPS, 1)
+    flash_fwd_persist_kernel(bf16d *out, float *lse, const bf16d *qkv, int BH, int T, int C, int NH, int TP, int TQ,
+                             int split, float scale) {
+    extern __shared__ __align__(16) unsigned char smraw[];
+    long stage = (long)(2 * TP + TQ) * FA_LD;
+    float *xch = (float *)((bf16d *)smraw + 2 * stage); /* split: [4][FA_XCH_VALS][32] */
+    int nw = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int hq = split ? warp - (nw - 4) : -1; /* this warp's quarter of the last tile's keys, or -1 */
+    long C3 = 3L * C;
+    float scale2 = scale * FA_LOG2E;
+    int j = blockIdx.x;
+    if (j >= BH) return;
+    auto load = [&](int head, int st) {
+        bf16d *Ks = (bf16d *)smraw + st * stage, *Vs = Ks + TP * FA_LD, *Qs = Vs + TP * FA_LD;
+        const bf16d *base = qkv + (long)(head / NH) * T * C3 + (head % NH) * FA_HS;
+        load_rows(Qs, base, C3, 0, TQ, T);
+        load_rows(Ks, base + C, C3, 0, TP, T);
+        load_rows(Vs, base + 2 * C, C3, 0, TP, T);
+        cp_commit();
+    };
+    load(j, 0);
+    for (int it = 0; j < BH; it++, j += gridDim.x) {
+        cp_wait(0);      /* head j (the only group in flight) */
+        __syncthreads(); /* its rows are visible, and every warp is done with head j - gridDim.x's stage */
+        if (j + (int)gridDim.x < BH) load(j + gridDim.x, (it + 1) & 1);
+        bf16d *Ks = (bf16d *)smraw + (it & 1) * stage, *Vs = Ks + TP * FA_LD, *Qs = Vs + TP * FA_LD;
+        int b = j / NH, h = j % NH;
+        uint32_t qa[4][4];
+        float o[8][4], m[2], l[2];
+        if (hq >= 0) { /* the last tile (rows 16 nw ..), keys [kb, ke): this warp's quarter of the 32-key steps */
+            int ns = TP / 32, kb = 32 * (hq * ns / 4), ke = 32 * ((hq + 1) * ns / 4);
+            load_a64(qa, Qs, 16 * nw, lane);
+            fwd_keys<KT>(o, m, l, qa, Ks, Vs, kb, ke, T, scale2, lane);
+            float *x = xch + hq * FA_XCH_VALS * 32 + lane;
+            x[0] = m[0]; x[32] = m[1]; x[64] = l[0]; x[96] = l[1];
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) x[(4 + 4 * n + e) * 32] = o[n][e];
+            asm volatile("bar.sync 1, 128;\n" ::: "memory"); /* the 4 helper warps */
+            if (hq == 0) { /* merge the 4 partials in order q = 0..3 */
+                float M[2], L[2] = {0.0f, 0.0f}, O[8][4];
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    M[r] = -INFINITY;
+                    for (int q = 0; q < 4; q++) M[r] = fmaxf(M[r], xch[(q * FA_XCH_VALS + r) * 32 + lane]);
+                }
+#pragma unroll
+                for (int n = 0; n < 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) O[n][e] = 0.0f;
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const float *y = xch + q * FA_XCH_VALS * 32 + lane;
+                    float a0 = fa_ex2(y[0] - M[0]), a1 = fa_ex2(y[32] - M[1]);
+                    L[0] += y[64] * a0;
+                    L[1] += y[96] * a1;
+#pragma unroll
+                    for (int n = 0; n < 8; n++) {
+                        O[n][0] += y[(4 + 4 * n) * 32] * a0;
+                        O[n][1] += y[(5 + 4 * n) * 32] * a0;
+                        O[n][2] += y[(6 + 4 * n) * 32] * a1;
+                        O[n][3] += y[(7 + 4 * n) * 32] * a1;
+                    }
+                }
+                fwd_store(out, lse, O, M, L, b, h, NH, 16 * nw, T, C, lane);
+            }
+        }
+        load_a64(qa, Qs, warp * 16, lane);
+        fwd_keys<KT>(o, m, l, qa, Ks, Vs, 0, TP, T, scale2, lane);
+        fwd_store(out, lse, o, m, l, b, h, NH, warp * 16, T, C, lane);
     }
 }
 
@@ -415,20 +598,6 @@ __global__ void __launch_bounds__(128) flash_dkdv_kernel(bf16d *dqkv, const bf16
 #define FA1_MAX_WARPS 13
 #define FA1_MAX_T (16 * FA1_MAX_WARPS)
 #define FA1_LDS 40 /* a dS^T row: 32 queries + 8 pad (80 bytes: conflict-free stores and ldmatrix) */
-__device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
-/* wait until at most n (0..7) of this thread's cp.async groups are pending */
-__device__ __forceinline__ void cp_wait(int n) {
-    switch (n) {
-    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
-    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
-    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
-    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
-    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
-    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
-    case 6: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
-    default: asm volatile("cp.async.wait_group 7;\n" ::: "memory"); break;
-    }
-}
 
 /* Step (1) of the one-kernel backward for warp keys k0w..+16 and NT * 8 queries from q0 (NT 4: a full 32-query
  * tile; 2: the first 16, when the rest are past T): S^T, P^T, dP^T, dS^T; dV += P^T dO, dK += dS^T Q; dS^T to
@@ -752,6 +921,13 @@ static int attention_mode(void) {
 extern "C" void cuda_set_attention_mode(const char *mode) {
     g_attention_mode = parse_attention_mode(mode ? mode : getenv("LORALAB_ATTENTION"));
 }
+/* LORALAB_ATTENTION_FWD=blocks (read at every call, so a benchmark can switch it): the forward (mode 0) on
+ * flash_forward_kernel's blocks of <= 8 warps (two blocks per head at T = 197) instead of the persistent
+ * kernel (0.0632 vs 0.0547 ms a layer at batch 64, docs/engine.md); T > 208 always takes the blocks. */
+static int fwd_blocks(void) {
+    const char *e = getenv("LORALAB_ATTENTION_FWD");
+    return e && strcmp(e, "blocks") == 0;
+}
 static int use_flash(int T, int C, int NH) { return attention_mode() && C / NH == FA_HS && T <= 256 && C % 8 == 0; }
 static int use_fused_bwd(int T) { return (attention_mode() == 1 || attention_mode() == 3) && T <= FA1_MAX_T; }
 static int pad32(int t) { return (t + 31) & ~31; }
@@ -764,6 +940,10 @@ static int warps_per_block(int T, int max_warps) {
 #define FA_FWD_WARPS 8
 #define FA_DKDV_WARPS 4 /* 168 registers a thread */
 static size_t fwd_smem(int TP, int rows) { return (size_t)(2 * TP + rows) * FA_LD * 2; }
+/* the persistent forward: 2 stages of Q (TQ rows), K, V (TP rows), the split's exchange buffer */
+static size_t persist_smem(int TP, int TQ, int split) {
+    return 2 * fwd_smem(TP, TQ) + (split ? (size_t)4 * FA_XCH_VALS * 32 * 4 : 0);
+}
 static size_t dq_smem(int TP, int rows) { return (size_t)(2 * TP + 2 * rows) * FA_LD * 2; }
 static size_t dkdv_smem(int TP, int rows) { return (size_t)(2 * TP + 2 * rows) * FA_LD * 2 + 2 * (size_t)TP * 4; }
 static size_t bwd1_smem(int TP, int TK) {
@@ -786,6 +966,8 @@ static void flash_attrs(void) {
                                     (int)fwd_smem(256, 16 * FA_FWD_WARPS)));
     CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)fwd_smem(256, 16 * FA_FWD_WARPS)));
+    size_t psm = persist_smem(pad32(16 * FA_PERSIST_WARPS), 16 * FA_PERSIST_WARPS, 1);
+    CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_persist_kernel<32>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psm));
     CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)dq_smem(256, 16 * FA_FWD_WARPS)));
     CUDA_CHECK(cudaFuncSetAttribute(flash_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -882,10 +1064,21 @@ extern "C" void cuda_attention_forward(bf16 *out, float *lse, const bf16 *qkv, i
     float scale = 1.0f / sqrtf((float)hs);
     if (use_flash(T, C, NH)) {
         flash_attrs();
-        int TP = pad32(T), w = warps_per_block(T, FA_FWD_WARPS);
-        dim3 grid(cdiv(T, 16 * w), cnt);
-        flash_forward_kernel<0><<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>((bf16d *)out, lse, NULL, NULL,
-                                                                             (const bf16d *)qkv, T, C, NH, TP, scale);
+        int TP = pad32(T);
+        if (fwd_blocks() || T > 16 * FA_PERSIST_WARPS) {
+            int w = warps_per_block(T, FA_FWD_WARPS);
+            dim3 grid(cdiv(T, 16 * w), cnt);
+            flash_forward_kernel<0><<<grid, 32 * w, fwd_smem(TP, 16 * w), S_>>>((bf16d *)out, lse, NULL, NULL,
+                                                                                 (const bf16d *)qkv, T, C, NH, TP, scale);
+        } else { /* as many blocks as fit (T = 197: one an SM), at most one per head */
+            int nt = (T + 15) / 16, split = nt % 4 == 1 && nt > 4, nw = nt - split, per_sm = 0;
+            size_t sm = persist_smem(TP, 16 * nt, split);
+            CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, flash_fwd_persist_kernel<32>, 32 * nw, sm));
+            int nb = g_cuda.prop.multiProcessorCount * (per_sm > 0 ? per_sm : 1);
+            if (nb > cnt) nb = cnt;
+            flash_fwd_persist_kernel<32><<<nb, 32 * nw, sm, S_>>>(
+                (bf16d *)out, lse, (const bf16d *)qkv, cnt, T, C, NH, TP, 16 * nt, split, scale);
+        }
         LAUNCH_CHECK();
         return;
     }

@@ -5,7 +5,8 @@
  * scratch buffers of forward (ln out, GELU out) are reused by backward; the LoRA adapters of a block are folded
  * into its qkv GEMM (Blk.fold; LORALAB_LORA_FOLD=0 keeps them as separate thin GEMMs); the whole step is
  * replayed as a CUDA graph (cuda_vit_set_graph). Saved per block and token: qkv (3D), attention out (D),
- * x_attn (D), fc1 output h (H), x_out (D), LN statistics, lse (and LoRA's x A^T (r) when not folded). */
+ * x_attn (D), fc1 output h (H), x_out (D), LN statistics, lse and LoRA's x A^T (r per adapter; folded: kept
+ * unless LORALAB_LORA_KEEP_XA=0). */
 #include <math.h>
 #include <string.h>
 
@@ -22,19 +23,24 @@ struct Blk {
      * columns D + col_j..], the ln1 output carries x A_cat^T in columns D..D+R (A_cat: the block's A's stacked,
      * contiguous in the trainable buffers), so qkv = [ln1 | x A_cat^T] W_ext^T is one GEMM with K = D + R */
     int fold, R, ld, col[CUDA_VIT_MAX_LORA];
+    /* keep_xa (LORALAB_LORA_KEEP_XA=0 turns it off): forward keeps x A_cat^T (xa_cat, (BT, ld - D)) so that
+     * backward does not compute it again from ln1 (a thin GEMM reading ln1 for 0.4 MB at batch 64) */
+    int keep_xa;
     /* saved activations (arena) */
     float *mean1, *rstd1, *mean2, *rstd2, *lse;
-    bf16 *qkv, *o, *x_attn, *h, *x_out, *xa[CUDA_VIT_MAX_LORA];
+    bf16 *qkv, *o, *x_attn, *h, *x_out, *xa[CUDA_VIT_MAX_LORA], *xa_cat;
 };
 
 /* Optional per-phase timing (cuda_vit_profile): an event before each phase, the elapsed times summed by
  * phase after the step. */
 enum Phase { PH_EMBED, PH_LN, PH_QKV, PH_LORA, PH_ATTN, PH_PROJ, PH_FC1, PH_GELU, PH_FC2, PH_HEAD, PH_B_FC2, PH_B_GELU,
-             PH_B_FC1, PH_B_LN, PH_B_PROJ, PH_B_ATTN, PH_B_QKV, PH_B_LORA, PH_ADAMW, PH_END, PH_N };
+             PH_B_FC1, PH_B_LN, PH_B_PROJ, PH_B_ATTN, PH_B_QKV, PH_B_LORA, PH_B_LORA_DB, PH_B_LORA_DA, PH_ADAMW, PH_END,
+             PH_N };
 static const char *PHASE_NAMES[PH_N] = {"patch embed + tokens", "layernorm fwd", "qkv GEMM", "LoRA fwd", "attention fwd",
                                         "proj GEMM (+res)", "fc1 GEMM", "GELU fwd", "fc2 GEMM (+res)", "head + xent",
                                         "bwd fc2 dX", "GELU bwd", "bwd fc1 dX", "layernorm bwd (+ln1 again)",
-                                        "bwd proj dX", "attention bwd", "bwd qkv dX", "LoRA bwd", "AdamW", "end"};
+                                        "bwd proj dX", "attention bwd", "bwd qkv dX", "LoRA bwd", "LoRA bwd dB (folded)",
+                                        "LoRA bwd dA (folded)", "AdamW", "end"};
 #define PROF_MAX 2048
 struct Prof {
     int on, n, steps;
@@ -194,6 +200,7 @@ static void carve(CudaVit *g, CudaArena *ar, int B) {
             b->mean1 = s->mean1; b->rstd1 = s->rstd1; b->mean2 = s->mean2; b->rstd2 = s->rstd2; b->lse = s->lse;
             b->qkv = s->qkv; b->o = s->o; b->x_attn = s->x_attn; b->h = s->h; b->x_out = s->x_out;
             memcpy(b->xa, s->xa, sizeof b->xa);
+            b->xa_cat = s->xa_cat;
             continue;
         }
         b->mean1 = A32(BT); b->rstd1 = A32(BT); b->mean2 = A32(BT); b->rstd2 = A32(BT);
@@ -205,6 +212,7 @@ static void carve(CudaVit *g, CudaArena *ar, int B) {
         b->x_out = A16(BT * D);
         if (!b->fold)
             for (int j = 0; j < b->n_lora; j++) b->xa[j] = A16(BT * b->lora[j].r);
+        if (b->keep_xa) b->xa_cat = A16(BT * (b->ld - D));
     }
     g->meanf = A32(BT); g->rstdf = A32(BT);
     g->lnbuf = A16(BT * g->ln_ld);
@@ -254,6 +262,8 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
     g->low = d->depth;
     const char *fe = getenv("LORALAB_LORA_FOLD");
     int fold_on = !(fe && strcmp(fe, "0") == 0);
+    const char *kx = getenv("LORALAB_LORA_KEEP_XA");
+    int keep_xa = !(kx && strcmp(kx, "0") == 0);
     g->ln_ld = d->D;
     for (int l = 0; l < d->depth; l++) {
         Blk *b = &g->blk[l];
@@ -267,6 +277,7 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
             b->R += b->lora[j].r;
         }
         b->ld = d->D + ((b->R + 7) & ~7); /* 16-byte rows */
+        b->keep_xa = b->fold && keep_xa;
         if (b->fold && b->ld > g->ln_ld) g->ln_ld = b->ld;
         for (int j = 0; j < b->n_lora && !b->fold; j++) g->r_max = b->lora[j].r > g->r_max ? b->lora[j].r : g->r_max;
         if (b->n_lora && l < g->low) g->low = l;
@@ -410,6 +421,20 @@ extern "C" void cuda_vit_set_batch(CudaVit *g, const float *img, const int *labe
 
 static void input_moments_block(CudaVit *g, int l, int ld);
 
+/* dst (N, ldd) columns 0..cols <- src (N, lds) columns 0..cols, bf16, cols % 8 == 0 (16-byte packs) */
+__global__ void copy_cols_kernel(uint4 *dst, int ldd8, const uint4 *src, int lds8, long N, int packs) {
+    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i >= N * packs) return;
+    long r = i / packs;
+    dst[r * ldd8 + i % packs] = src[r * lds8 + i % packs];
+}
+static void copy_cols(bf16 *dst, int ldd, const bf16 *src, int lds, long N, int cols) {
+    CUDA_ASSERT(cols % 8 == 0 && ldd % 8 == 0 && lds % 8 == 0);
+    copy_cols_kernel<<<cdiv(N * (cols / 8), 256), 256, 0, g_cuda.stream>>>((uint4 *)dst, ldd / 8, (const uint4 *)src,
+                                                                          lds / 8, N, cols / 8);
+    LAUNCH_CHECK();
+}
+
 static void forward(CudaVit *g) {
     const CvDesc *d = &g->d;
     int B = g->B, T = g->T, D = d->D, H = d->H, NH = d->heads;
@@ -427,10 +452,12 @@ static void forward(CudaVit *g) {
         mark(g, PH_LN);
         if (b->fold) { /* [ln1 | ln1 A_cat^T] (BT, ld), then qkv = that W_ext^T + bias: the adapters ride in the GEMM */
             const bf16d *lnx = (const bf16d *)g->lnbuf;
+            const bf16 *Acat = g->tp16 + g->toff[b->lora[0].tA];
             cuda_layernorm_forward_ld(g->lnbuf, b->ld, b->mean1, b->rstd1, x, b->n1w, b->n1b, BT, D, d->eps);
             mark(g, PH_LORA);
-            cuda_mm(true, false, b->R, BT, D, (const bf16d *)(g->tp16 + g->toff[b->lora[0].tA]), D, lnx, b->ld,
-                    g->lnbuf + D, b->ld, false, 1.0f, 0.0f, NULL, NULL);
+            cuda_mm(true, false, b->R, BT, D, (const bf16d *)Acat, D, lnx, b->ld, g->lnbuf + D, b->ld, false, 1.0f,
+                    0.0f, NULL, NULL);
+            if (b->keep_xa) copy_cols(b->xa_cat, b->ld - D, g->lnbuf + D, b->ld, BT, b->ld - D); /* for backward */
             mark(g, PH_QKV);
             cuda_mm(true, false, 3 * D, BT, D + b->R, (const bf16d *)b->qkv_w, b->ld, lnx, b->ld, b->qkv, 3 * D, false,
                     1.0f, 0.0f, NULL, b->qkv_b);
@@ -468,8 +495,9 @@ static void forward(CudaVit *g) {
 }
 
 /* The qkv GEMM's backward for a folded block (forward: qkv = [ln1 | xa] W_ext^T, xa = ln1 A_cat^T):
- * [dln1 | dxa] = dqkv W_ext (dxa = scale dy B per adapter, in the same GEMM); ln1 and xa again from the block
- * input; dB_j += scale_j dy_j^T xa_j; dA_cat += dxa^T ln1; dln1 += dxa A_cat; then layernorm's backward. */
+ * [dln1 | dxa] = dqkv W_ext (dxa = scale dy B per adapter, in the same GEMM); ln1 again from the block input
+ * (and xa again unless forward kept it: keep_xa); dB_j += scale_j dy_j^T xa_j; dA_cat += dxa^T ln1;
+ * dln1 += dxa A_cat; then layernorm's backward. */
 static void block_backward_folded(CudaVit *g, Blk *b, const bf16 *x_in, int want_dx) {
     const CvDesc *d = &g->d;
     int BT = g->B * g->T, D = d->D, R = b->R, ld = b->ld;
@@ -485,17 +513,26 @@ static void block_backward_folded(CudaVit *g, Blk *b, const bf16 *x_in, int want
     mark(g, PH_B_LN);
     cuda_layernorm_forward_ld(g->lnbuf, ld, NULL, NULL, x_in, b->n1w, b->n1b, BT, D, d->eps);
     mark(g, PH_B_LORA);
-    cuda_mm(true, false, R, BT, D, Acat, D, lnx, ld, g->lnbuf + D, ld, false, 1.0f, 0.0f, NULL, NULL);
+    const bf16d *xa = (const bf16d *)b->xa_cat; /* (BT, ldx) */
+    int ldx = ld - D;
+    if (!b->keep_xa) {
+        cuda_mm(true, false, R, BT, D, Acat, D, lnx, ld, g->lnbuf + D, ld, false, 1.0f, 0.0f, NULL, NULL);
+        xa = lnx + D;
+        ldx = ld;
+    }
+    mark(g, PH_B_LORA_DB);
     for (int j = 0; j < b->n_lora; j++) { /* dB^T (r, m) += scale xa^T-as-(r, BT) (dy-as-(m, BT))^T */
         const CvLora *lo = &b->lora[j];
-        cuda_mm(false, true, lo->r, lo->m, BT, lnx + D + b->col[j], ld, (const bf16d *)g->dqkv + lo->row0, 3 * D,
+        cuda_mm(false, true, lo->r, lo->m, BT, xa + b->col[j], ldx, (const bf16d *)g->dqkv + lo->row0, 3 * D,
                 g->tg + g->toff[lo->tB], lo->r, true, lo->scale, 1.0f, NULL, NULL);
     }
     /* dA_cat^T (D, R) += ln1-as-(D, BT) (dxa-as-(R, BT))^T */
+    mark(g, PH_B_LORA_DA);
     cuda_mm(false, true, D, R, BT, lnx, ld, dlnx + D, ld, g->tg + g->toff[b->lora[0].tA], D, true, 1.0f, 1.0f, NULL,
             NULL);
     if (!want_dx) return;
     /* dln1^T (D, BT) += A_cat-as-(D, R) dxa-as-(R, BT) */
+    mark(g, PH_B_LORA);
     cuda_mm(false, false, D, BT, R, Acat, D, dlnx + D, ld, g->dln, ld, false, 1.0f, 1.0f, NULL, NULL);
     mark(g, PH_B_LN);
     cuda_layernorm_backward_ld(g->dx, NULL, NULL, g->dln, ld, x_in, b->n1w, b->mean1, b->rstd1, BT, D, 1);
