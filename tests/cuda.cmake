@@ -15,6 +15,10 @@ if(LORALAB_HAVE_CUDA)
   set_tests_properties(parity_attention_cluster PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_ATTENTION=cluster)
   add_test(NAME parity_vit_step_attention_cluster COMMAND test_parity vit_step)
   set_tests_properties(parity_vit_step_attention_cluster PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_ATTENTION=cluster)
+  # the GEMM algorithm tuning (core/cuda/cuda_backend.cu): tuned ViT-B/16-sized linears against the host, the file
+  ll_add_test_exe(test_gemm_tune ${CMAKE_CURRENT_SOURCE_DIR}/test_gemm_tune.c)
+  add_test(NAME parity_gemm_tune COMMAND test_gemm_tune)
+  set_tests_properties(parity_gemm_tune PROPERTIES SKIP_RETURN_CODE 77)
   # the attention kernels alone (cudaEvents; not a test): bench_attention [batch (64)] [iterations (50)]
   add_executable(bench_attention ${PROJECT_SOURCE_DIR}/scripts/bench/bench_attention.cu)
   target_link_libraries(bench_attention PRIVATE ll_core)
@@ -23,6 +27,11 @@ if(LORALAB_HAVE_CUDA)
   set_tests_properties(parity_gelu_erff PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_GELU=erff)
   add_test(NAME parity_vit_step_gelu_erff COMMAND test_parity vit_step)
   set_tests_properties(parity_vit_step_gelu_erff PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_GELU=erff)
+  # the folded LoRA with x A_cat^T computed again in backward (not kept from forward), and the unfolded LoRA
+  add_test(NAME parity_vit_step_lora_keep_xa0 COMMAND test_parity vit_step)
+  set_tests_properties(parity_vit_step_lora_keep_xa0 PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_LORA_KEEP_XA=0)
+  add_test(NAME parity_vit_step_lora_fold0 COMMAND test_parity vit_step)
+  set_tests_properties(parity_vit_step_lora_fold0 PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_LORA_FOLD=0)
 endif()
 # The runner's device switch (device: auto|cpu|cuda) and the NCCL data-parallel path (tests/test_device.sh):
 # it_device_errors runs without a GPU (SKIP with one), it_device_cpu_cuda with one (SKIP without).

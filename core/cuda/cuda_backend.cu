@@ -1,7 +1,10 @@
 /* core/cuda/cuda_backend.cu: device setup, the check macro's messages, device memory (tracked, OOM messages,
  * arena), copies with bf16 conversion, and the GEMM entry points (cuBLASLt with a per-shape plan cache). */
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cuda_internal.cuh"
 
@@ -245,7 +248,153 @@ static int align_of(const void *p) {
     return a;
 }
 
-static bool plan_make(MmPlan *p, bool with_bias) {
+/* ---- GEMM algorithm tuning ------------------------------------------------------------------------------
+ * cuBLASLt's heuristic ranks its algorithms by a model; for the ViT-B/16 step's large GEMMs its first choice is
+ * up to ~20 % slower than another of its top 8 (scripts/bench/bench_gemm_algos.cu). So a GEMM of at least
+ * TUNE_MIN_FLOP is timed, the first time its shape is met, with each of the heuristic's first TUNE_CANDIDATES
+ * algorithms, and the fastest is kept when it beats the first by TUNE_MARGIN (else the first: near ties do not
+ * flip). The timing calls write the caller's D, which the real call then overwrites, except where D is also the
+ * input C (an accumulating GEMM): those write a scratch output, and only when it is small (TUNE_SCRATCH_MAX: the
+ * LoRA gradients); larger accumulating GEMMs keep the first algorithm (no extra device memory). Different algorithms sum in different orders,
+ * so the choice is written to a tuning file (one line per GPU, cuBLASLt version and shape) that later processes
+ * read: runs on one machine use the same algorithms and give the same bits. LORALAB_GEMM_TUNE=0: the heuristic's
+ * first, no timing, no file (the previous behaviour); LORALAB_GEMM_TUNE_FILE: the file (default
+ * $XDG_CACHE_HOME/loralab/gemm_tune.txt or ~/.cache/loralab/gemm_tune.txt; "" keeps choices in memory only). */
+#define TUNE_CANDIDATES 8
+#define TUNE_MIN_FLOP 1e8
+#define TUNE_SCRATCH_MAX (4u << 20)
+#define TUNE_MARGIN 0.03
+struct TuneEntry {
+    MmKey key;
+    int with_bias, rank;
+};
+static struct {
+    int state; /* 0: not read yet, 1: on, -1: off */
+    char path[1024];
+    TuneEntry e[MM_PLANS_MAX];
+    int n;
+} g_tune;
+
+static void tune_line_prefix(char *s, size_t cap) {
+    snprintf(s, cap, "%s|lt%zu|", g_cuda.prop.name, cublasLtGetVersion());
+    for (char *c = s; *c; c++)
+        if (*c == ' ') *c = '_';
+}
+static void tune_key_string(char *s, size_t cap, const MmKey &k, int with_bias) {
+    snprintf(s, cap, "%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d", k.ta, k.tb, k.m, k.n, k.k, k.lda, k.ldb, k.ldd, k.d_f32,
+             k.has_bias, k.beta_nz, k.c_sep, k.align, with_bias);
+}
+static void tune_open(void) {
+    if (g_tune.state) return;
+    const char *on = getenv("LORALAB_GEMM_TUNE");
+    g_tune.state = on && !strcmp(on, "0") ? -1 : 1;
+    if (g_tune.state < 0) return;
+    const char *f = getenv("LORALAB_GEMM_TUNE_FILE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (f) snprintf(g_tune.path, sizeof g_tune.path, "%s", f);
+    else if (xdg && *xdg) snprintf(g_tune.path, sizeof g_tune.path, "%s/loralab/gemm_tune.txt", xdg);
+    else if (home && *home) snprintf(g_tune.path, sizeof g_tune.path, "%s/.cache/loralab/gemm_tune.txt", home);
+    FILE *fp = g_tune.path[0] ? fopen(g_tune.path, "r") : NULL;
+    if (!fp) return;
+    char line[512], pre[300];
+    tune_line_prefix(pre, sizeof pre);
+    size_t np = strlen(pre);
+    while (fgets(line, sizeof line, fp) && g_tune.n < MM_PLANS_MAX) {
+        if (strncmp(line, pre, np)) continue; /* another GPU or cuBLASLt version */
+        TuneEntry t;
+        memset(&t, 0, sizeof t);
+        MmKey &k = t.key;
+        if (sscanf(line + np, "%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d rank %d", &k.ta, &k.tb, &k.m, &k.n, &k.k, &k.lda,
+                   &k.ldb, &k.ldd, &k.d_f32, &k.has_bias, &k.beta_nz, &k.c_sep, &k.align, &t.with_bias, &t.rank) == 15 &&
+            t.rank >= 0 && t.rank < TUNE_CANDIDATES)
+            g_tune.e[g_tune.n++] = t;
+    }
+    fclose(fp);
+}
+static void tune_save(const MmKey &key, int with_bias, int rank) {
+    if (g_tune.n < MM_PLANS_MAX) g_tune.e[g_tune.n++] = TuneEntry{key, with_bias, rank};
+    if (!g_tune.path[0]) return;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", g_tune.path);
+    for (char *c = dir + 1; *c; c++) /* mkdir -p of the file's folder */
+        if (*c == '/') {
+            *c = 0;
+            mkdir(dir, 0755);
+            *c = '/';
+        }
+    FILE *fp = fopen(g_tune.path, "a");
+    if (!fp) {
+        static int warned;
+        if (!warned++)
+            fprintf(stderr, "cuda: GEMM tuning file %s cannot be written (%s): choices kept in memory only "
+                    "(LORALAB_GEMM_TUNE_FILE sets another)\n", g_tune.path, strerror(errno));
+        g_tune.path[0] = 0;
+        return;
+    }
+    char pre[300], ks[200];
+    tune_line_prefix(pre, sizeof pre);
+    tune_key_string(ks, sizeof ks, key, with_bias);
+    fprintf(fp, "%s%s rank %d\n", pre, ks, rank);
+    fclose(fp);
+}
+
+/* The heuristic's rank to use for this plan: the tuning file's, or timed now on the caller's operands. */
+struct MmArgs {
+    const void *A, *B, *C, *D, *bias;
+    float alpha, beta;
+};
+static int tune_rank(const MmPlan *p, bool with_bias, const cublasLtMatmulHeuristicResult_t *res, int found,
+                     const MmArgs *a) {
+    const MmKey &k = p->key;
+    tune_open();
+    if (g_tune.state < 0 || found < 2 || 2.0 * k.m * (double)k.n * k.k < TUNE_MIN_FLOP) return 0;
+    for (int i = 0; i < g_tune.n; i++)
+        if (!memcmp(&g_tune.e[i].key, &k, sizeof k) && g_tune.e[i].with_bias == (int)with_bias)
+            return g_tune.e[i].rank < found ? g_tune.e[i].rank : 0;
+    cudaStreamCaptureStatus cap;
+    CUDA_CHECK(cudaStreamIsCapturing(g_cuda.stream, &cap));
+    if (cap != cudaStreamCaptureStatusNone) return 0; /* plans are made in eager steps; never time inside a graph */
+    size_t dbytes = (size_t)k.ldd * k.n * (k.d_f32 ? 4 : 2);
+    int in_place = a->beta != 0.0f && (!a->C || a->C == a->D);
+    if (in_place && dbytes > TUNE_SCRATCH_MAX) return 0;
+    void *scratch = in_place ? cuda_alloc(dbytes, "GEMM tuning scratch output") : NULL, *out = in_place ? scratch : (void *)a->D;
+    const void *C = a->C ? a->C : a->D; /* read only while tuning (beta 0: not read at all) */
+    if (with_bias)
+        CUDA_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &a->bias, sizeof a->bias));
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    float t[TUNE_CANDIDATES];
+    for (int i = 0; i < found; i++) {
+        t[i] = INFINITY;
+        for (int r = 0; r < 3; r++) { /* the best of 3 rounds of 3 calls, after one call to warm up */
+            bool ok = cublasLtMatmul(g_cuda.lt, p->desc, &a->alpha, a->A, p->la, a->B, p->lb, &a->beta, C, p->ld, out,
+                                     p->ld, &res[i].algo, g_cuda.lt_workspace, g_cuda.lt_workspace_bytes,
+                                     g_cuda.stream) == CUBLAS_STATUS_SUCCESS;
+            if (!ok) break;
+            CUDA_CHECK(cudaEventRecord(e0, g_cuda.stream));
+            for (int c = 0; c < 3; c++)
+                CUDA_CHECK(cublasLtMatmul(g_cuda.lt, p->desc, &a->alpha, a->A, p->la, a->B, p->lb, &a->beta, C, p->ld,
+                                          out, p->ld, &res[i].algo, g_cuda.lt_workspace, g_cuda.lt_workspace_bytes,
+                                          g_cuda.stream));
+            CUDA_CHECK(cudaEventRecord(e1, g_cuda.stream));
+            CUDA_CHECK(cudaEventSynchronize(e1));
+            float ms;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+            t[i] = fminf(t[i], ms);
+        }
+    }
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    if (scratch) cuda_free(scratch);
+    int best = 0;
+    for (int i = 1; i < found; i++)
+        if (t[i] < t[best]) best = i;
+    if (!(t[best] < (1.0 - TUNE_MARGIN) * t[0])) best = 0;
+    tune_save(k, with_bias, best);
+    return best;
+}
+
+static bool plan_make(MmPlan *p, bool with_bias, const MmArgs *args) {
     const MmKey &k = p->key;
     cudaDataType_t dt = k.d_f32 ? CUDA_R_32F : CUDA_R_16BF;
     CUDA_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -269,10 +418,10 @@ static bool plan_make(MmPlan *p, bool with_bias) {
     CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof al));
     CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
     CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_cuda.lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &res,
-                                                       &found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_cuda.lt, p->desc, p->la, p->lb, p->ld, p->ld, pref,
+                                                       TUNE_CANDIDATES, res, &found);
     CUDA_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
         cublasLtMatmulDescDestroy(p->desc);
@@ -281,7 +430,7 @@ static bool plan_make(MmPlan *p, bool with_bias) {
         cublasLtMatrixLayoutDestroy(p->ld);
         return false;
     }
-    p->algo = res.algo;
+    p->algo = res[tune_rank(p, with_bias, res, found, args)].algo;
     p->bias_fused = with_bias;
     return true;
 }
@@ -317,7 +466,8 @@ void cuda_mm(bool transA, bool transB, int m, int n, int k, const bf16d *A, int 
         if (g_n_plans == MM_PLANS_MAX) cuda_die(__FILE__, __LINE__, "more than %d GEMM shapes: raise MM_PLANS_MAX", MM_PLANS_MAX);
         p = &g_plans[g_n_plans];
         p->key = key;
-        if (!plan_make(p, bias != NULL) && !(bias && plan_make(p, false)))
+        MmArgs args = {A, B, C, D, bias, alpha, beta};
+        if (!plan_make(p, bias != NULL, &args) && !(bias && plan_make(p, false, &args)))
             cuda_die(__FILE__, __LINE__, "cuBLASLt has no algorithm for the GEMM m %d n %d k %d (ta %d tb %d lda %d ldb %d "
                      "ldd %d, %s out, alignment %d)", m, n, k, transA, transB, lda, ldb, ldd, d_f32 ? "f32" : "bf16", al);
         g_n_plans++;
