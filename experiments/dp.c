@@ -58,6 +58,7 @@ static int join(int rank, int world, const unsigned char *id, Error *err) {
     g_dp.world = world;
     g_dp.rank = rank;
     g_dp.comm = dp;
+    g_dp.host_ranks = 1;
     return 0;
 }
 
@@ -146,6 +147,7 @@ int dp_start(int gpus, int *exit_code, Error *err) {
             free(pipes);
             free(pids);
             if (join(r, gpus, id, err)) goto child_fail_nofree;
+            g_dp.host_ranks = gpus;
             return 0;
         child_fail:
             free(pipes);

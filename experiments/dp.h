@@ -16,6 +16,7 @@ typedef struct DpState {
     int rank;
     int active;  /* rank 0: set while the top-level config's runs train (a `requires` config trains alone) */
     void *comm;  /* CudaDp * */
+    int host_ranks; /* ranks forked on this host (--gpus G on one node: G), sharing its cores; srun: 1 */
 } DpState;
 const DpState *dp_state(void);
 void dp_set_active(int on);

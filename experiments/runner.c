@@ -733,7 +733,9 @@ static int run_config(const char *config_path, const RunnerOptions *o, int depth
     if (rc || o->dry_run) { grid_plan_free(&plan); cfg_free(root); return rc; }
 
     int jobs = o->jobs > 1 && o->cell < 0 ? MIN(o->jobs, plan.n_runs) : 1;
-    int threads = o->threads > 0 ? o->threads : MAX(1, core_threads() / jobs);
+    /* the host's cores are shared by the --jobs workers, or by the --gpus ranks forked on it (each rank's OpenMP
+     * set_batch and BLAS using every core made 2 ranks slower than 1 GPU: docs/cluster.md) */
+    int threads = o->threads > 0 ? o->threads : MAX(1, core_threads() / jobs / MAX(1, dp_state()->host_ranks));
     int failed = 0, interrupted = 0;
     if (jobs > 1 && dp_state()->world > 0) {
         grid_plan_free(&plan);
@@ -845,7 +847,7 @@ static int follow(const char *config_path, const RunnerOptions *o, Error *err) {
     GridPlan plan;
     if (!root) return -1;
     if (grid_expand(root, &SCHEMA_EXPERIMENT, &plan, err)) { cfg_free(root); return -1; }
-    core_set_threads(o->threads > 0 ? o->threads : core_threads());
+    core_set_threads(o->threads > 0 ? o->threads : MAX(1, core_threads() / MAX(1, dp_state()->host_ranks)));
     int rc = 0, run;
     long step, t;
     while (rc == 0 && dp_recv(&run, &step, &t) == DP_CMD_TRAIN) {

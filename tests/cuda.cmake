@@ -40,6 +40,11 @@ foreach(mode errors cpu_cuda)
   add_test(NAME it_device_${mode} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_device.sh $<TARGET_FILE:runexp> ${DEVICE_CFG} ${mode})
   set_tests_properties(it_device_${mode} PROPERTIES SKIP_RETURN_CODE 77)
 endforeach()
+# Issue 9: 20 steps of ViT-B/16 LoRA on 1 GPU x 128 and 2 GPUs x 64 give the same losses (tests/test_dp2.sh; SKIP
+# with fewer than 2 GPUs; needs LORALAB_FASHION_MNIST to generate mini-VTAB the first time)
+add_test(NAME it_dp2 COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_dp2.sh $<TARGET_FILE:runexp>
+         ${CMAKE_CURRENT_SOURCE_DIR}/data/device/vitb16_dp.yaml)
+set_tests_properties(it_dp2 PROPERTIES SKIP_RETURN_CODE 77)
 # A timm ViT-B/16 (random weights) gives timm's logits on the CPU and the GPU (tests/test_timm_vit.c; SKIP unless
 # LORALAB_TIMM_VIT_DIR names the output of scripts/make_timm_vit.py).
 ll_add_test_exe(test_timm_vit ${CMAKE_CURRENT_SOURCE_DIR}/test_timm_vit.c)
