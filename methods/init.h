@@ -46,6 +46,9 @@ typedef struct InitContext {
  * an error naming the key. */
 int init_opt_double(const InitContext *ctx, const char *key, double def, double *out, Error *err);
 const char *init_opt_string(const InitContext *ctx, const char *key, const char *def);
+/* Every method.params.<init> key is one of keys[0..n): else an error "method.init '<init>': unknown key
+ * 'method.params.<init>.<key>' (expected one of k0, k1, ...)". */
+int init_check_keys(const InitContext *ctx, const char *init, const char *const *keys, size_t n, Error *err);
 
 typedef struct InitResult {
     double wall_s;

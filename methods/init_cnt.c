@@ -243,15 +243,7 @@ static int opt_int(const InitContext *ctx, const char *key, int def, int lo, int
 
 static int parse_opts(const InitContext *ctx, CntOpts *o, int n_adapters, int r, Error *err) {
     memset(o, 0, sizeof *o);
-    for (int i = 0; i < ctx->n_opts; i++) {
-        const char *key = ctx->opts[2 * i];
-        int known = 0;
-        for (size_t k = 0; k < sizeof KEYS / sizeof KEYS[0]; k++) known |= !strcmp(key, KEYS[k]);
-        if (!known)
-            return err_set(err, NAME ": unknown key 'method.params.cnt_lora.%s' (expected one of mode, split, p, c, "
-                           "c_random, weights, keep_function, vas, vas_norm, min_rank, vas_budget, batch, batches)",
-                           key);
-    }
+    if (init_check_keys(ctx, "cnt_lora", KEYS, ARRAY_LEN(KEYS), err)) return -1;
     const char *mode = init_opt_string(ctx, "mode", "x"), *split = init_opt_string(ctx, "split", "svd");
     const char *norm = init_opt_string(ctx, "vas_norm", "l2");
     o->mode = !strcasecmp(mode, "x") ? CNT_MODE_X : !strcasecmp(mode, "s") ? CNT_MODE_S

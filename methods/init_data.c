@@ -25,6 +25,20 @@ const char *init_opt_string(const InitContext *ctx, const char *key, const char 
     return def;
 }
 
+int init_check_keys(const InitContext *ctx, const char *init, const char *const *keys, size_t n, Error *err) {
+    for (int i = 0; i < ctx->n_opts; i++) {
+        int known = 0;
+        for (size_t k = 0; k < n; k++) known |= !strcmp(ctx->opts[2 * i], keys[k]);
+        if (known) continue;
+        char list[512] = "";
+        for (size_t k = 0, len = 0; k < n && len < sizeof list; k++)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", k ? ", " : "", keys[k]);
+        return err_set(err, "method.init '%s': unknown key 'method.params.%s.%s' (expected one of %s)", init, init,
+                       ctx->opts[2 * i], list);
+    }
+    return 0;
+}
+
 /* Tap plumbing: one SlotTapFn per slot forwards to the user callback for every adapter on that slot. */
 typedef struct TapState {
     InitContext *ctx;

@@ -108,13 +108,7 @@ static int init_lora_ga(InitContext *ctx, InitResult *res, Error *err) {
     if (!(gamma > 0) || !isfinite(gamma))
         return err_set(err, "method.init 'lora_ga': method.params.lora_ga.gamma is %g, expected a number > 0", gamma);
     static const char *const keys[] = {"gamma", "svd", "niter", "batch", "batches"};
-    for (int i = 0; i < ctx->n_opts; i++) {
-        int known = 0;
-        for (size_t k = 0; k < ARRAY_LEN(keys); k++) known |= !strcmp(ctx->opts[2 * i], keys[k]);
-        if (!known)
-            return err_set(err, "method.init 'lora_ga': unknown key 'method.params.lora_ga.%s' (expected one of gamma, "
-                           "svd, niter, batch, batches)", ctx->opts[2 * i]);
-    }
+    if (init_check_keys(ctx, "lora_ga", keys, ARRAY_LEN(keys), err)) return -1;
     GaSvd svd = {.seed = ctx->seed};
     const char *how = init_opt_string(ctx, "svd", "exact");
     double niter;
