@@ -147,16 +147,27 @@ size_t init_cuda_peak_bytes(int reset) {
     return b;
 }
 
+static void pass_bufs_free(PassBufs *p) {
+    free(p->x);
+    free(p->y);
+    free(p->mask);
+    free(p->blk);
+}
+
 static void pass_end(PassBufs *p, CudaVit *g) {
     if (g) {
         size_t b = cuda_vit_param_bytes(g) + cuda_vit_arena_bytes(g) + cuda_vit_init_bytes(g);
         g_peak_bytes = MAX(g_peak_bytes, b);
     }
     cuda_vit_free(g);
-    free(p->x);
-    free(p->y);
-    free(p->mask);
-    free(p->blk);
+    pass_bufs_free(p);
+}
+
+/* how many blocks the mask selects */
+static int mask_count(const unsigned char *mask, int depth) {
+    int n = 0;
+    for (int l = 0; l < depth; l++) n += mask[l];
+    return n;
 }
 
 /* the selected-block index of block l */
@@ -185,8 +196,7 @@ static int gpu_input_stats(void *actx, InitContext *ctx, int n_batches, int per_
         InitContext c = cpu_context(ctx, "input statistics", why);
         return init_input_stats(&c, n_batches, per_sample_max, cb, user, err);
     }
-    int D = ctx->model->u.vit.cfg.dim, nsel = 0, depth = ctx->model->u.vit.cfg.depth;
-    for (int l = 0; l < depth; l++) nsel += p.mask[l];
+    int D = ctx->model->u.vit.cfg.dim, nsel = mask_count(p.mask, ctx->model->u.vit.cfg.depth);
     size_t per = (size_t)(D + 1) * (D + 1);
     float *S = xmalloc(sizeof(float) * per * nsel);
     double *Sd = xmalloc(sizeof(double) * (size_t)D * D), *cd = xmalloc(sizeof(double) * D);
@@ -268,31 +278,27 @@ static void warm_prepare(void *actx, InitContext *ctx, unsigned passes) {
     (void)actx;
     warm_release(NULL);
     const Model *m = ctx->model;
-    if (!passes || !ctx->data.batch || ctx->batch <= 0) return;
-    int infer_only = !(passes & INIT_PASS_GRADS), depth = m->u.vit.cfg.depth, D = m->u.vit.cfg.dim;
-    int *blk = xmalloc(sizeof(int) * (size_t)(ctx->set->n ? ctx->set->n : 1));
+    if (!passes) return;
+    int infer_only = !(passes & INIT_PASS_GRADS), D = m->u.vit.cfg.dim;
+    PassBufs p;
+    CudaVit *g;
     char why[300] = "";
     double t0 = now_seconds();
-    CudaVit *g = adapter_blocks(blk, &m->u.vit, ctx->set) ? NULL : pass_model(ctx, infer_only, why, sizeof why);
-    if (g) {
-        unsigned char *mask = xcalloc((size_t)depth, 1);
-        for (int i = 0; i < ctx->set->n; i++) mask[blk[i]] = 1;
-        size_t nx = (size_t)ctx->batch * m->in_ch * m->img_h * m->img_w;
-        float *x = xcalloc(nx, sizeof *x);
-        int *y = xcalloc((size_t)ctx->batch, sizeof *y);
-        cuda_vit_set_batch(g, x, y, ctx->batch);
+    if (pass_begin(&p, ctx, infer_only, &g, why, sizeof why) == 0) { /* the pass's own model and buffers */
+        memset(p.x, 0, sizeof(float) * (size_t)ctx->batch * m->in_ch * m->img_h * m->img_w);
+        memset(p.y, 0, sizeof(int) * (size_t)ctx->batch);
+        cuda_vit_set_batch(g, p.x, p.y, ctx->batch);
         if (infer_only) {
-            int nsel = 0;
-            for (int l = 0; l < depth; l++) nsel += mask[l];
+            int nsel = mask_count(p.mask, m->u.vit.cfg.depth);
             float *S = xmalloc(sizeof(float) * (size_t)(D + 1) * (D + 1) * (nsel ? nsel : 1));
-            cuda_vit_input_moments(g, mask, 0, S);
-            cuda_vit_input_moments(g, mask, 1, S);
+            cuda_vit_input_moments(g, p.mask, 0, S);
+            cuda_vit_input_moments(g, p.mask, 1, S);
             free(S);
         } else {
-            cuda_vit_qkv_grads(g, mask, 1);
+            cuda_vit_qkv_grads(g, p.mask, 1);
             cuda_sync();
         }
-        free(x), free(y), free(mask);
+        pass_bufs_free(&p); /* the model stays, for the first pass */
         g_warm.g = g;
         g_warm.model = m;
         g_warm.set = ctx->set;
@@ -300,7 +306,6 @@ static void warm_prepare(void *actx, InitContext *ctx, unsigned passes) {
         g_warm.max_batch = ctx->batch;
         g_warm.signature = model_signature(ctx);
     }
-    free(blk);
     if (trace_on())
         fprintf(stderr, "init prepare (%s pass): %.3f s%s%s\n", infer_only ? "statistics" : "gradients",
                 now_seconds() - t0, g ? "" : ", not prepared: ", g ? "" : why);
