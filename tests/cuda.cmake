@@ -2,7 +2,7 @@
 # GPU stays green). One ctest per op family plus whole-model checks; tests/test_parity.c states tolerances.
 if(LORALAB_HAVE_CUDA)
   ll_add_test_exe(test_parity ${CMAKE_CURRENT_SOURCE_DIR}/test_parity.c)
-  foreach(case linear layernorm gelu xent adamw lora attention tokens vit_forward vit_step vit_graph linalg)
+  foreach(case linear layernorm gelu xent adamw lora attention tokens vit_forward vit_step vit_grads vit_graph linalg)
     add_test(NAME parity_${case} COMMAND test_parity ${case})
     set_tests_properties(parity_${case} PROPERTIES SKIP_RETURN_CODE 77)
   endforeach()
@@ -32,6 +32,12 @@ if(LORALAB_HAVE_CUDA)
   set_tests_properties(parity_vit_step_lora_keep_xa0 PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_LORA_KEEP_XA=0)
   add_test(NAME parity_vit_step_lora_fold0 COMMAND test_parity vit_step)
   set_tests_properties(parity_vit_step_lora_fold0 PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_LORA_FOLD=0)
+  # the previous LoRA backward behind its switch: ln1 computed again, dln1 += dxa A_cat as its own GEMM
+  add_test(NAME parity_vit_step_lora_bwd_separate COMMAND test_parity vit_step)
+  set_tests_properties(parity_vit_step_lora_bwd_separate PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_LORA_BWD=separate)
+  # fc1's weight in its previous, untransposed layout
+  add_test(NAME parity_vit_step_fc1_t0 COMMAND test_parity vit_step)
+  set_tests_properties(parity_vit_step_fc1_t0 PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_FC1_T=0)
 endif()
 # The runner's device switch (device: auto|cpu|cuda) and the NCCL data-parallel path (tests/test_device.sh):
 # it_device_errors runs without a GPU (SKIP with one), it_device_cpu_cuda with one (SKIP without).

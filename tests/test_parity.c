@@ -1,6 +1,6 @@
 /* tests/test_parity.c: CPU (f32, core/cpu + methods/lora.c + core/optim.c + core/vit.c) vs CUDA (bf16 storage,
  * f32 accumulation) on the same inputs, op by op and for whole LoRA training steps. SKIPs (77) without a GPU.
- *   test_parity <case>   case: linear layernorm gelu add xent adamw lora attention tokens vit_forward vit_step linalg
+ *   test_parity <case>   case: linear layernorm gelu add xent adamw lora attention tokens vit_forward vit_step vit_grads linalg
  *                        vit_graph
  * Inputs are rounded to bf16 on the host first, so both backends see the same numbers and the differences
  * are the device's bf16 roundings of outputs and intermediates plus f32 summation order. Errors are
@@ -543,6 +543,74 @@ static void case_vit_step(double adam_eps, int head_size) {
     free(img); free(logits); free(probs); free(dl); free(y); free(ad0); free(head0); free(ad_cpu); free(head_cpu);
 }
 
+/* One step's adapter gradients: CPU (f32) vs the GPU's folded backward, merged (W_bwd = [W + scale B A | scale B],
+ * dA from the block input and ln1's statistics: the default) and separate (LORALAB_LORA_BWD=separate: ln1 again,
+ * dln1 += dxa A_cat). Per tensor the relative L2 error against the CPU <= 3e-2 (bf16 activations) for both, and
+ * the two GPU paths within the same bound of each other; a wrong term in either is an O(1) error. */
+static void case_vit_grads(int head_size) {
+    Model m;
+    AdapterSet ad;
+    build_vit(&m, &ad, 0, head_size);
+    int B = 16, K = m.n_classes;
+    size_t nimg = (size_t)B * m.in_ch * m.img_h * m.img_w, n = ad.params.n_grad;
+    printf("vit grads: small test ViT, head size %d, LoRA r 8 on q, v, B %d: adapter gradients of one step\n",
+           head_size, B);
+    float *img = rnd(nimg, -1, 1), *logits = malloc(sizeof(float) * B * K), *probs = malloc(sizeof(float) * B * K);
+    float *dl = malloc(sizeof(float) * B * K);
+    int *y = malloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++) y[b] = (b * 3 + 2) % K;
+    Arena ar;
+    arena_init(&ar, 1 << 20);
+    model_forward(&m, logits, img, B, 1, &ar);
+    xent_forward(probs, logits, y, B, K, 0.0f, NULL);
+    xent_backward(dl, probs, y, B, K, 0.0f, 1.0f);
+    params_zero_grad(m.params);
+    params_zero_grad(&ad.params);
+    model_backward(&m, dl, &ar);
+    float *gc = dup(ad.params.grad, n), *gg[2] = {NULL, NULL};
+    const char *mode[2] = {"merged", "separate"};
+    for (int k = 0; k < 2; k++) {
+        if (k) setenv("LORALAB_LORA_BWD", "separate", 1);
+        OptConfig oc = {.kind = OPT_ADAMW, .lr = 0.0f};
+        ParamSet *sets[2] = {m.params, &ad.params};
+        Optimizer opt; /* the gradient buffers cuda_vit_download_grads writes come from it */
+        optim_init(&opt, &oc, sets, 2);
+        Error err;
+        CudaVit *g = cuda_vit_create_opt(&m.u.vit, &ad, B, &opt, 0.0f, &err);
+        unsetenv("LORALAB_LORA_BWD");
+        optim_free(&opt);
+        CHECK_MSG(g != NULL, "%s", err.msg);
+        if (!g) break;
+        cuda_vit_set_batch(g, img, y, B);
+        cuda_vit_step(g, 0.0f); /* lr 0: the weights stay, the gradients are this batch's */
+        params_zero_grad(&ad.params);
+        cuda_vit_download_grads(g);
+        gg[k] = dup(ad.params.grad, n);
+        cuda_vit_free(g);
+    }
+    for (int i = 0; i < ad.params.n && gg[0] && gg[1]; i++) {
+        if (ad.params.views[i].goff < 0) continue;
+        size_t o = (size_t)ad.params.views[i].goff, c = ad.params.views[i].numel;
+        double e[3] = {0, 0, 0}, nc = 0;
+        for (size_t j = o; j < o + c; j++) {
+            nc += (double)gc[j] * gc[j];
+            e[0] += ((double)gg[0][j] - gc[j]) * ((double)gg[0][j] - gc[j]);
+            e[1] += ((double)gg[1][j] - gc[j]) * ((double)gg[1][j] - gc[j]);
+            e[2] += ((double)gg[0][j] - gg[1][j]) * ((double)gg[0][j] - gg[1][j]);
+        }
+        for (int k = 0; k < 3; k++) e[k] = sqrt(e[k] / (nc + 1e-300));
+        printf("  %-28s |g| %.4g  rel err %s %.3g, %s %.3g, between %.3g\n", ad.params.views[i].name, sqrt(nc), mode[0],
+               e[0], mode[1], e[1], e[2]);
+        CHECK_MSG(nc > 0, "%s: zero CPU gradient", ad.params.views[i].name);
+        CHECK_MSG(e[0] <= 3e-2 && e[1] <= 3e-2 && e[2] <= 3e-2, "%s: gradient rel err %.3g / %.3g / %.3g > 3e-2",
+                  ad.params.views[i].name, e[0], e[1], e[2]);
+    }
+    arena_free(&ar);
+    adapters_free(&ad, m.targets, m.n_targets);
+    model_free(&m);
+    free(img); free(logits); free(probs); free(dl); free(y); free(gc); free(gg[0]); free(gg[1]);
+}
+
 /* CUDA graph replay vs eager steps (cuda_vit_set_graph): two GPU copies of the same small ViT take the same
  * 6 steps (a new batch and a new lr each step, the batch size 16, 16, 16, 8, 16, 8: a batch size's first step
  * runs eagerly, its second is captured, later ones replay, two graphs live at once; gradient norm on). Both
@@ -796,6 +864,7 @@ int main(int argc, char **argv) {
         case_eigh(200);
     }
     if (CASE("vit_forward")) { case_vit_forward(0, 16); case_vit_forward(1, 16); case_vit_forward(0, 64); }
+    if (CASE("vit_grads")) { case_vit_grads(16); case_vit_grads(64); }
     if (CASE("vit_step")) {
         case_vit_step(1e-8, 16);
         case_vit_step(1.0, 16);

@@ -1,7 +1,7 @@
 /* core/cuda/cuda_vit.cu: the ViT LoRA training step on the device (cuda_vit.h says what it computes). The
  * forward and backward mirror core/vit.c call for call, with the ops of cuda_ops.h; differences, all for
- * memory or speed: the residual adds are the GEMMs' C operand; ln1 is recomputed in backward (from the block
- * input) instead of kept; attention keeps its output and log-sum-exp, never the T x T probabilities; the
+ * memory or speed: the residual adds are the GEMMs' C operand; ln1 is not kept (backward takes the adapters' dA
+ * from the block input and ln1's statistics: Blk.merged_bwd; fc1's weight is stored transposed: fc1_t); attention keeps its output and log-sum-exp, never the T x T probabilities; the
  * scratch buffers of forward (ln out, GELU out) are reused by backward; the LoRA adapters of a block are folded
  * into its qkv GEMM (Blk.fold; LORALAB_LORA_FOLD=0 keeps them as separate thin GEMMs); the whole step is
  * replayed as a CUDA graph (cuda_vit_set_graph). Saved per block and token: qkv (3D), attention out (D),
@@ -23,9 +23,15 @@ struct Blk {
      * columns D + col_j..], the ln1 output carries x A_cat^T in columns D..D+R (A_cat: the block's A's stacked,
      * contiguous in the trainable buffers), so qkv = [ln1 | x A_cat^T] W_ext^T is one GEMM with K = D + R */
     int fold, R, ld, col[CUDA_VIT_MAX_LORA];
-    /* keep_xa (LORALAB_LORA_KEEP_XA=0 turns it off): forward keeps x A_cat^T (xa_cat, (BT, ld - D)) so that
+    int xw; /* the x A_cat^T columns: R rounded up to 8 (ld = D + xw) */
+    /* keep_xa (LORALAB_LORA_KEEP_XA=0 turns it off): forward keeps x A_cat^T (xa_cat, (BT, xw)) so that
      * backward does not compute it again from ln1 (a thin GEMM reading ln1 for 0.4 MB at batch 64) */
     int keep_xa;
+    /* merged_bwd (needs keep_xa; LORALAB_LORA_BWD=separate turns it off): backward's dX GEMM uses
+     * W_bwd = [W + scale B A_cat | scale B] (built per block into g->wbwd), so dln1 comes out with the adapters'
+     * path already added (no dln1 += dxa A_cat GEMM), and dA_cat comes from the block input x and ln1's
+     * statistics (lora_da_from_x) instead of from ln1 computed again */
+    int merged_bwd;
     /* saved activations (arena) */
     float *mean1, *rstd1, *mean2, *rstd2, *lse;
     bf16 *qkv, *o, *x_attn, *h, *x_out, *xa[CUDA_VIT_MAX_LORA], *xa_cat;
@@ -90,7 +96,15 @@ struct CudaVit {
     /* the folded LoRA: ln1 / its gradient row stride (max over blocks), and the jobs that write scale B into
      * W_ext from the f32 masters (lora_fold, at the start of every forward) */
     int ln_ld, n_fold_jobs;
+    /* fc1_t (LORALAB_FC1_T=0 turns it off): fc1's weight stored transposed, (D, H): its forward GEMM with the bias
+     * epilogue is the non-transposed cuBLASLt layout, ~13 % faster at batch 256 (docs/engine.md), its dX GEMM as
+     * fast as before */
+    int fc1_t;
     struct FoldJob *fold_jobs; /* device */
+    /* the merged LoRA backward's scratch (Blk.merged_bwd): W_bwd (3D, max ld) bf16, G = u^T x (R_max, D) f32, the
+     * per-chunk column sums of dxa and u mean (LDA_CHUNKS, 2, ld_max - D) f32 */
+    bf16 *wbwd;
+    float *lda_g, *lda_part;
     /* the initializers' data passes (cuda_vit_input_moments, cuda_vit_qkv_grads): per block its slot in the
      * accumulators (-1: not selected); device buffers allocated at a pass's first call, never in a step */
     int *mo_slot, mo_on, mo_psm, n_mo;
@@ -183,6 +197,92 @@ static void lora_fold(CudaVit *g) {
     LAUNCH_CHECK();
 }
 
+/* ---- the merged LoRA backward (Blk.merged_bwd) ----------------------------------------------------------
+ * W_bwd (3D, ld) = [W + Bs A_cat | Bs] with Bs = W_ext's adapter columns (scale_j B_j, bf16) and A_cat (R, D) bf16:
+ * dqkv W_bwd = [dqkv W + (dqkv Bs) A_cat | dqkv Bs] = [dln1 with the adapters' path | dxa] in one GEMM. Sums in f32,
+ * one bf16 rounding (rows without an adapter: Bs = 0, W unchanged bit for bit). A thread: 8 columns of a row. */
+__global__ void lora_wbwd_kernel(bf16d *wb, const bf16d *wext, const bf16d *A, int rows, int D, int R, int ld) {
+    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    int packs = ld / 8;
+    if (i >= (long)rows * packs) return;
+    long row = i / packs;
+    int c0 = (int)(i % packs) * 8;
+    const bf16d *w = wext + row * ld;
+    uint4 raw = *(const uint4 *)(w + c0);
+    if (c0 < D) {
+        const bf16d *wv = (const bf16d *)&raw;
+        float acc[8];
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[e] = __bfloat162float(wv[e]);
+        for (int k = 0; k < R; k++) {
+            float bs = __bfloat162float(w[D + k]);
+            if (bs == 0.0f) continue;
+            uint4 ar = *(const uint4 *)(A + (long)k * D + c0);
+            const bf16d *av = (const bf16d *)&ar;
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[e] = fmaf(bs, __bfloat162float(av[e]), acc[e]);
+        }
+        bf16d *o = (bf16d *)&raw;
+#pragma unroll
+        for (int e = 0; e < 8; e++) o[e] = __float2bfloat16_rn(acc[e]);
+    }
+    *(uint4 *)(wb + row * ld + c0) = raw;
+}
+
+/* dA_cat from the block input instead of ln1: with ln1 = (x - mu) rstd gamma + beta per row t,
+ *   dA[k][j] = sum_t dxa[t][k] ln1[t][j] = gamma_j (G[k][j] - s1[k]) + beta_j s0[k],
+ *   u[t][k] = bf16(dxa[t][k] rstd_t), G = u^T x, s1[k] = sum_t u[t][k] mu_t, s0[k] = sum_t dxa[t][k]
+ * (s1 uses the rounded u that G uses, so G - s1 = sum_t u (x - mu) exactly as summed). Step 1 (this kernel):
+ * u in place of dxa, per-chunk column sums of dxa and u mu (LDA_CHUNKS chunks of rows; a block (32, 8): 32
+ * columns, 8 row lanes summed in a fixed order: deterministic). */
+#define LDA_CHUNKS 512
+__global__ void lora_da_scale_kernel(float *__restrict__ part, bf16d *__restrict__ dxa, int ld,
+                                     const float *__restrict__ mean, const float *__restrict__ rstd, long BT, int R,
+                                     int ldx) {
+    __shared__ float sh[2][8][33];
+    int k = blockIdx.y * 32 + threadIdx.x, ty = threadIdx.y;
+    long per = (BT + LDA_CHUNKS - 1) / LDA_CHUNKS, t0 = blockIdx.x * per, t1 = t0 + per < BT ? t0 + per : BT;
+    float s0 = 0.0f, s1 = 0.0f;
+    if (k < R) {
+#pragma unroll 4
+        for (long t = t0 + ty; t < t1; t += 8) {
+            bf16d *p = dxa + t * ld + k;
+            float v = __bfloat162float(*p);
+            bf16d u = __float2bfloat16_rn(v * rstd[t]);
+            *p = u;
+            s0 += v;
+            s1 = fmaf(__bfloat162float(u), mean[t], s1);
+        }
+    }
+    sh[0][ty][threadIdx.x] = s0;
+    sh[1][ty][threadIdx.x] = s1;
+    __syncthreads();
+    if (ty == 0 && k < R) {
+        float a = 0.0f, b = 0.0f;
+        for (int y = 0; y < 8; y++) { a += sh[0][y][threadIdx.x]; b += sh[1][y][threadIdx.x]; }
+        part[(long)blockIdx.x * 2 * ldx + k] = a;
+        part[(long)blockIdx.x * 2 * ldx + ldx + k] = b;
+    }
+}
+/* Step 3 (after G = u^T x): dA[k][j] += gamma_j (G[k][j] - s1[k]) + beta_j s0[k]; a block of 256 per k: the chunks'
+ * sums in a fixed tree (thread i adds chunks i, i + 256, then halves) */
+__global__ void __launch_bounds__(256) lora_da_finish_kernel(float *dA, const float *G, const float *part,
+                                                             const bf16d *gamma, const bf16d *beta, int D, int ldx) {
+    __shared__ float s[2][256];
+    int k = blockIdx.x, i = threadIdx.x;
+    float a = 0.0f, b = 0.0f;
+    for (int c = i; c < LDA_CHUNKS; c += 256) { a += part[(long)c * 2 * ldx + k]; b += part[(long)c * 2 * ldx + ldx + k]; }
+    s[0][i] = a;
+    s[1][i] = b;
+    __syncthreads();
+    for (int h = 128; h > 0; h /= 2) {
+        if (i < h) { s[0][i] += s[0][i + h]; s[1][i] += s[1][i + h]; }
+        __syncthreads();
+    }
+    for (int j = i; j < D; j += blockDim.x)
+        dA[(long)k * D + j] += __bfloat162float(gamma[j]) * (G[(long)k * D + j] - s[1][0]) + __bfloat162float(beta[j]) * s[0][0];
+}
+
 /* Carves every activation buffer from ar for batch B (dry or real arena: same sequence both times). */
 static void carve(CudaVit *g, CudaArena *ar, int B) {
     const CvDesc *d = &g->d;
@@ -212,7 +312,7 @@ static void carve(CudaVit *g, CudaArena *ar, int B) {
         b->x_out = A16(BT * D);
         if (!b->fold)
             for (int j = 0; j < b->n_lora; j++) b->xa[j] = A16(BT * b->lora[j].r);
-        if (b->keep_xa) b->xa_cat = A16(BT * (b->ld - D));
+        if (b->keep_xa) b->xa_cat = A16(BT * b->xw);
     }
     g->meanf = A32(BT); g->rstdf = A32(BT);
     g->lnbuf = A16(BT * g->ln_ld);
@@ -241,6 +341,13 @@ __global__ void f32_to_bf16_rows_kernel(bf16d *dst, const float *src, long rows,
     dst[(i / cols) * ld + i % cols] = __float2bfloat16_rn(src[i]);
 }
 
+/* dst (cols, rows) <- src (rows, cols)^T, as bf16 (once, at create: the uncoalesced stores do not matter) */
+__global__ void f32_to_bf16_transpose_kernel(bf16d *dst, const float *src, long rows, long cols) {
+    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i >= rows * cols) return;
+    dst[(i % cols) * rows + i / cols] = __float2bfloat16_rn(src[i]);
+}
+
 extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
     if (cuda_init(err)) return NULL;
     const CvDesc *d = din;
@@ -264,7 +371,11 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
     int fold_on = !(fe && strcmp(fe, "0") == 0);
     const char *kx = getenv("LORALAB_LORA_KEEP_XA");
     int keep_xa = !(kx && strcmp(kx, "0") == 0);
+    const char *mb = getenv("LORALAB_LORA_BWD");
+    int merged_bwd = !(mb && strcmp(mb, "separate") == 0);
     g->ln_ld = d->D;
+    const char *ft = getenv("LORALAB_FC1_T");
+    g->fc1_t = !(ft && strcmp(ft, "0") == 0);
     for (int l = 0; l < d->depth; l++) {
         Blk *b = &g->blk[l];
         b->n_lora = d->blocks[l].n_lora;
@@ -276,8 +387,10 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
             b->col[j] = b->R;
             b->R += b->lora[j].r;
         }
-        b->ld = d->D + ((b->R + 7) & ~7); /* 16-byte rows */
+        b->xw = (b->R + 7) & ~7; /* 16-byte rows */
+        b->ld = d->D + b->xw;
         b->keep_xa = b->fold && keep_xa;
+        b->merged_bwd = b->keep_xa && merged_bwd;
         if (b->fold && b->ld > g->ln_ld) g->ln_ld = b->ld;
         for (int j = 0; j < b->n_lora && !b->fold; j++) g->r_max = b->lora[j].r > g->r_max ? b->lora[j].r : g->r_max;
         if (b->n_lora && l < g->low) g->low = l;
@@ -285,7 +398,8 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
 
     /* frozen weights: one bf16 allocation, every tensor at a 64-element (128-byte) aligned offset */
     long D = d->D, H = d->H, Cpp = (long)d->in_ch * d->patch * d->patch;
-    struct Item { bf16 **dst; const float *src; long n, rows, ld; }; /* rows > 0: (rows, n / rows) at row stride ld */
+    /* rows > 0: (rows, n / rows) at row stride ld; tr: stored transposed, (n / rows, rows) */
+    struct Item { bf16 **dst; const float *src; long n, rows, ld; int tr; };
     Item items[16 + 12 * 512];
     int ni = 0;
     items[ni++] = Item{&g->patch_w, d->patch_w, D * Cpp};
@@ -307,7 +421,7 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
         items[ni++] = Item{&b->proj_b, s->proj_b, D};
         items[ni++] = Item{&b->n2w, s->n2w, D};
         items[ni++] = Item{&b->n2b, s->n2b, D};
-        items[ni++] = Item{&b->fc1_w, s->fc1_w, H * D};
+        items[ni++] = g->fc1_t ? Item{&b->fc1_w, s->fc1_w, H * D, H, D, 1} : Item{&b->fc1_w, s->fc1_w, H * D};
         items[ni++] = Item{&b->fc1_b, s->fc1_b, H};
         items[ni++] = Item{&b->fc2_w, s->fc2_w, D * H};
         items[ni++] = Item{&b->fc2_b, s->fc2_b, D};
@@ -326,8 +440,12 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
         *items[i].dst = g->frozen + off;
         long rows = items[i].rows ? items[i].rows : 1, cols = items[i].n / rows, ld = items[i].rows ? items[i].ld : cols;
         cuda_upload_f32(stage, items[i].src, (size_t)items[i].n);
-        f32_to_bf16_rows_kernel<<<cdiv(items[i].n, 256), 256, 0, g_cuda.stream>>>((bf16d *)(g->frozen + off), stage, rows,
-                                                                                  cols, ld);
+        if (items[i].tr)
+            f32_to_bf16_transpose_kernel<<<cdiv(items[i].n, 256), 256, 0, g_cuda.stream>>>((bf16d *)(g->frozen + off),
+                                                                                          stage, rows, cols);
+        else
+            f32_to_bf16_rows_kernel<<<cdiv(items[i].n, 256), 256, 0, g_cuda.stream>>>((bf16d *)(g->frozen + off), stage,
+                                                                                      rows, cols, ld);
         LAUNCH_CHECK();
         off += (rows * ld + 63) & ~63L;
     }
@@ -382,6 +500,19 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
     g->gnorm_part = (float *)cuda_alloc(sizeof(float) * (GNORM_BLOCKS + 1), "gradient norm partial sums");
     g->hyper = (float *)cuda_alloc(sizeof(float) * 3, "AdamW step scalars");
     fold_jobs_make(g);
+    int ld_max = 0, r_cat = 0, xw_max = 0;
+    for (int l = 0; l < d->depth; l++)
+        if (g->blk[l].merged_bwd) {
+            ld_max = g->blk[l].ld > ld_max ? g->blk[l].ld : ld_max;
+            r_cat = g->blk[l].R > r_cat ? g->blk[l].R : r_cat;
+            xw_max = g->blk[l].xw > xw_max ? g->blk[l].xw : xw_max;
+        }
+    if (ld_max) {
+        g->wbwd = (bf16 *)cuda_alloc(sizeof(bf16) * 3 * (size_t)d->D * ld_max, "LoRA backward weight W_bwd");
+        g->lda_g = (float *)cuda_alloc(sizeof(float) * ((size_t)r_cat * d->D + (size_t)LDA_CHUNKS * 2 * xw_max),
+                                       "LoRA dA scratch");
+        g->lda_part = g->lda_g + (size_t)r_cat * d->D;
+    }
     const char *ge = getenv("LORALAB_CUDA_GRAPH");
     g->graph_on = !(ge && strcmp(ge, "0") == 0);
     if (d->head_w_t >= 0) g->head_w16 = g->tp16 + g->toff[d->head_w_t];
@@ -457,7 +588,7 @@ static void forward(CudaVit *g) {
             mark(g, PH_LORA);
             cuda_mm(true, false, b->R, BT, D, (const bf16d *)Acat, D, lnx, b->ld, g->lnbuf + D, b->ld, false, 1.0f,
                     0.0f, NULL, NULL);
-            if (b->keep_xa) copy_cols(b->xa_cat, b->ld - D, g->lnbuf + D, b->ld, BT, b->ld - D); /* for backward */
+            if (b->keep_xa) copy_cols(b->xa_cat, b->xw, g->lnbuf + D, b->ld, BT, b->xw); /* for backward */
             mark(g, PH_QKV);
             cuda_mm(true, false, 3 * D, BT, D + b->R, (const bf16d *)b->qkv_w, b->ld, lnx, b->ld, b->qkv, 3 * D, false,
                     1.0f, 0.0f, NULL, b->qkv_b);
@@ -480,7 +611,11 @@ static void forward(CudaVit *g) {
         mark(g, PH_LN);
         cuda_layernorm_forward(g->lnbuf, b->mean2, b->rstd2, b->x_attn, b->n2w, b->n2b, BT, D, d->eps);
         mark(g, PH_FC1);
-        cuda_linear_forward(b->h, g->lnbuf, b->fc1_w, b->fc1_b, NULL, BT, D, H);
+        if (g->fc1_t) /* h^T (H, BT) = W1^T-as-(H, D) ln2^T */
+            cuda_mm(false, false, H, BT, D, (const bf16d *)b->fc1_w, H, (const bf16d *)g->lnbuf, D, b->h, H, false, 1.0f,
+                    0.0f, NULL, b->fc1_b);
+        else
+            cuda_linear_forward(b->h, g->lnbuf, b->fc1_w, b->fc1_b, NULL, BT, D, H);
         mark(g, PH_GELU);
         cuda_gelu_forward(g->gbuf, b->h, (long)BT * H);
         mark(g, PH_FC2);
@@ -494,27 +629,40 @@ static void forward(CudaVit *g) {
     cuda_xent_forward(g->probs, g->loss, NULL, g->logits, g->labels, B, d->K, d->label_smoothing);
 }
 
-/* The qkv GEMM's backward for a folded block (forward: qkv = [ln1 | xa] W_ext^T, xa = ln1 A_cat^T):
- * [dln1 | dxa] = dqkv W_ext (dxa = scale dy B per adapter, in the same GEMM); ln1 again from the block input
- * (and xa again unless forward kept it: keep_xa); dB_j += scale_j dy_j^T xa_j; dA_cat += dxa^T ln1;
- * dln1 += dxa A_cat; then layernorm's backward. */
+/* The qkv GEMM's backward for a folded block (forward: qkv = [ln1 | xa] W_ext^T, xa = ln1 A_cat^T).
+ * Merged (Blk.merged_bwd): [dln1 | dxa] = dqkv W_bwd, W_bwd = [W + Bs A_cat | Bs] (dln1 already holds the adapters'
+ * dxa A_cat); dB_j += scale_j dy_j^T xa_j (xa kept by forward); dA_cat from the block input (lora_da_scale_kernel);
+ * then layernorm's backward. Separate (the previous path): [dln1 | dxa] = dqkv W_ext; ln1 again from the block input
+ * (and xa again unless forward kept it: keep_xa); dB_j; dA_cat += dxa^T ln1; dln1 += dxa A_cat; layernorm's
+ * backward. */
 static void block_backward_folded(CudaVit *g, Blk *b, const bf16 *x_in, int want_dx) {
     const CvDesc *d = &g->d;
     int BT = g->B * g->T, D = d->D, R = b->R, ld = b->ld;
     const bf16d *Wext = (const bf16d *)b->qkv_w, *lnx = (const bf16d *)g->lnbuf, *dlnx = (const bf16d *)g->dln;
     const bf16d *Acat = (const bf16d *)(g->tp16 + g->toff[b->lora[0].tA]);
+    float *dAcat = g->tg + g->toff[b->lora[0].tA];
     mark(g, PH_B_QKV);
-    if (want_dx)
-        cuda_mm(false, false, D + R, BT, 3 * D, Wext, ld, (const bf16d *)g->dqkv, 3 * D, g->dln, ld, false, 1.0f, 0.0f,
+    if (want_dx) {
+        const bf16d *Wb = Wext;
+        if (b->merged_bwd) {
+            long n = 3L * D * (ld / 8);
+            lora_wbwd_kernel<<<cdiv(n, 256), 256, 0, g_cuda.stream>>>((bf16d *)g->wbwd, Wext, Acat, 3 * D, D, R, ld);
+            LAUNCH_CHECK();
+            Wb = (const bf16d *)g->wbwd;
+        }
+        cuda_mm(false, false, D + R, BT, 3 * D, Wb, ld, (const bf16d *)g->dqkv, 3 * D, g->dln, ld, false, 1.0f, 0.0f,
                 NULL, NULL);
-    else /* the lowest adapted block: only dxa */
+    } else { /* the lowest adapted block: only dxa */
         cuda_mm(false, false, R, BT, 3 * D, Wext + D, ld, (const bf16d *)g->dqkv, 3 * D, g->dln + D, ld, false, 1.0f,
                 0.0f, NULL, NULL);
-    mark(g, PH_B_LN);
-    cuda_layernorm_forward_ld(g->lnbuf, ld, NULL, NULL, x_in, b->n1w, b->n1b, BT, D, d->eps);
+    }
+    if (!b->merged_bwd) {
+        mark(g, PH_B_LN);
+        cuda_layernorm_forward_ld(g->lnbuf, ld, NULL, NULL, x_in, b->n1w, b->n1b, BT, D, d->eps);
+    }
     mark(g, PH_B_LORA);
     const bf16d *xa = (const bf16d *)b->xa_cat; /* (BT, ldx) */
-    int ldx = ld - D;
+    int ldx = b->xw;
     if (!b->keep_xa) {
         cuda_mm(true, false, R, BT, D, Acat, D, lnx, ld, g->lnbuf + D, ld, false, 1.0f, 0.0f, NULL, NULL);
         xa = lnx + D;
@@ -526,14 +674,24 @@ static void block_backward_folded(CudaVit *g, Blk *b, const bf16 *x_in, int want
         cuda_mm(false, true, lo->r, lo->m, BT, xa + b->col[j], ldx, (const bf16d *)g->dqkv + lo->row0, 3 * D,
                 g->tg + g->toff[lo->tB], lo->r, true, lo->scale, 1.0f, NULL, NULL);
     }
-    /* dA_cat^T (D, R) += ln1-as-(D, BT) (dxa-as-(R, BT))^T */
     mark(g, PH_B_LORA_DA);
-    cuda_mm(false, true, D, R, BT, lnx, ld, dlnx + D, ld, g->tg + g->toff[b->lora[0].tA], D, true, 1.0f, 1.0f, NULL,
-            NULL);
+    if (b->merged_bwd) { /* u = dxa rstd in place, column sums; G^T (D, R) = x-as-(D, BT) (u-as-(R, BT))^T; finish */
+        int ldu = b->xw;
+        lora_da_scale_kernel<<<dim3(LDA_CHUNKS, cdiv(R, 32)), dim3(32, 8), 0, g_cuda.stream>>>(
+            g->lda_part, (bf16d *)g->dln + D, ld, b->mean1, b->rstd1, BT, R, ldu);
+        LAUNCH_CHECK();
+        cuda_mm(false, true, D, R, BT, (const bf16d *)x_in, D, dlnx + D, ld, g->lda_g, D, true, 1.0f, 0.0f, NULL, NULL);
+        lora_da_finish_kernel<<<R, 256, 0, g_cuda.stream>>>(dAcat, g->lda_g, g->lda_part, (const bf16d *)b->n1w,
+                                                            (const bf16d *)b->n1b, D, ldu);
+        LAUNCH_CHECK();
+    } else { /* dA_cat^T (D, R) += ln1-as-(D, BT) (dxa-as-(R, BT))^T */
+        cuda_mm(false, true, D, R, BT, lnx, ld, dlnx + D, ld, dAcat, D, true, 1.0f, 1.0f, NULL, NULL);
+    }
     if (!want_dx) return;
-    /* dln1^T (D, BT) += A_cat-as-(D, R) dxa-as-(R, BT) */
-    mark(g, PH_B_LORA);
-    cuda_mm(false, false, D, BT, R, Acat, D, dlnx + D, ld, g->dln, ld, false, 1.0f, 1.0f, NULL, NULL);
+    if (!b->merged_bwd) { /* dln1^T (D, BT) += A_cat-as-(D, R) dxa-as-(R, BT) */
+        mark(g, PH_B_LORA);
+        cuda_mm(false, false, D, BT, R, Acat, D, dlnx + D, ld, g->dln, ld, false, 1.0f, 1.0f, NULL, NULL);
+    }
     mark(g, PH_B_LN);
     cuda_layernorm_backward_ld(g->dx, NULL, NULL, g->dln, ld, x_in, b->n1w, b->mean1, b->rstd1, BT, D, 1);
 }
@@ -568,7 +726,11 @@ static void backward(CudaVit *g) {
         mark(g, PH_B_GELU);
         cuda_gelu_backward(g->gbuf, g->gbuf, b->h, (long)BT * H, 0);
         mark(g, PH_B_FC1);
-        cuda_linear_backward(g->dln, NULL, NULL, g->gbuf, NULL, b->fc1_w, BT, D, H, 0);
+        if (g->fc1_t) /* dln2^T (D, BT) = (W1^T-as-(H, D))^T dh^T */
+            cuda_mm(true, false, D, BT, H, (const bf16d *)b->fc1_w, H, (const bf16d *)g->gbuf, H, g->dln, D, false, 1.0f,
+                    0.0f, NULL, NULL);
+        else
+            cuda_linear_backward(g->dln, NULL, NULL, g->gbuf, NULL, b->fc1_w, BT, D, H, 0);
         mark(g, PH_B_LN);
         cuda_layernorm_backward(g->dx, NULL, NULL, g->dln, b->x_attn, b->n2w, b->mean2, b->rstd2, BT, D, 1);
         /* x_attn = x_in + proj(attn(qkv(ln1(x_in)))) */
@@ -808,6 +970,8 @@ extern "C" void cuda_vit_free(CudaVit *g) {
     cuda_free(g->gnorm_part);
     cuda_free(g->hyper);
     cuda_free(g->fold_jobs);
+    cuda_free(g->wbwd);
+    cuda_free(g->lda_g);
     cuda_free(g->mo_S);
     cuda_free(g->mo_scale);
     cuda_free(g->gw);
