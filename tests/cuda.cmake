@@ -2,7 +2,7 @@
 # GPU stays green). One ctest per op family plus whole-model checks; tests/test_parity.c states tolerances.
 if(LORALAB_HAVE_CUDA)
   ll_add_test_exe(test_parity ${CMAKE_CURRENT_SOURCE_DIR}/test_parity.c)
-  foreach(case linear layernorm gelu xent adamw lora attention tokens vit_forward vit_step vit_grads vit_graph linalg)
+  foreach(case linear layernorm gelu xent adamw lora lora_db attention tokens vit_forward vit_step vit_grads vit_graph linalg)
     add_test(NAME parity_${case} COMMAND test_parity ${case})
     set_tests_properties(parity_${case} PROPERTIES SKIP_RETURN_CODE 77)
   endforeach()
@@ -22,6 +22,9 @@ if(LORALAB_HAVE_CUDA)
   # the attention kernels alone (cudaEvents; not a test): bench_attention [batch (64)] [iterations (50)]
   add_executable(bench_attention ${PROJECT_SOURCE_DIR}/scripts/bench/bench_attention.cu)
   target_link_libraries(bench_attention PRIVATE ll_core)
+  # the LoRA B-gradient kernel vs cuBLASLt on the ViT-B/16 step's shapes (not a test): bench_lora_db [batch ...]
+  add_executable(bench_lora_db ${PROJECT_SOURCE_DIR}/scripts/bench/bench_lora_db.cu)
+  target_link_libraries(bench_lora_db PRIVATE ll_core)
   # the previous GELU math behind its switch (libdevice erff): op parity and whole LoRA steps
   add_test(NAME parity_gelu_erff COMMAND test_parity gelu)
   set_tests_properties(parity_gelu_erff PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT LORALAB_GELU=erff)

@@ -1,7 +1,7 @@
 /* tests/test_parity.c: CPU (f32, core/cpu + methods/lora.c + core/optim.c + core/vit.c) vs CUDA (bf16 storage,
  * f32 accumulation) on the same inputs, op by op and for whole LoRA training steps. SKIPs (77) without a GPU.
- *   test_parity <case>   case: linear layernorm gelu add xent adamw lora attention tokens vit_forward vit_step vit_grads linalg
- *                        vit_graph
+ *   test_parity <case>   case: linear layernorm gelu add xent adamw lora lora_db attention tokens vit_forward
+ *                        vit_step linalg vit_graph
  * Inputs are rounded to bf16 on the host first, so both backends see the same numbers and the differences
  * are the device's bf16 roundings of outputs and intermediates plus f32 summation order. Errors are
  * max |gpu - cpu| / max |cpu| over the tensor (testlib's max_rel_err); each check states its tolerance:
@@ -317,6 +317,66 @@ static void case_lora(void) {
     cuda_free(gA); cuda_free(gB); cuda_free(gx); cuda_free(gout); cuda_free(gxa); cuda_free(gdout); cuda_free(gdinp);
     cuda_free(gdxa); cuda_free(gdA); cuda_free(gdB);
     free(A); free(B); free(x); free(out0); free(dout); free(dinp0); free(out); free(dinp);
+}
+
+/* cuda_lora_db_jobs (core/cuda/cuda_lora_grad.cu) against double-precision sums on the host over the same bf16
+ * inputs, laid out as the ViT step's: two adapters (q: dqkv columns 0..m, xa columns 0..r; v: dqkv columns
+ * 2m..3m, xa columns r..2r) over one dqkv (BT, 3m) and one xa (BT, ldx). dB starts random, so a kernel that
+ * wrote instead of accumulating fails. Tolerance 1e-4 of max |dB|: only f32 summation (per-chunk mma sums,
+ * then the chunks in order) differs from the double sum. A second run from the same dB must give the same
+ * bits (no atomics), and the one-adapter entry point the same numbers. r 5 puts the v adapter's xa at column 5
+ * (not 16-byte aligned: the 2-byte-load path); r 24 needs 3 n-tiles. */
+static void case_lora_db(int BT, int m, int r, int ldx) {
+    int ldy = 3 * m;
+    float scale[2] = {2.0f, 0.5f};
+    printf("lora_db BT %d m %d r %d ldx %d (q and v of a dqkv with ldy %d)\n", BT, m, r, ldx, ldy);
+    float *dy = rnd((size_t)BT * ldy, -1, 1), *xa = rnd((size_t)BT * ldx, -1, 1);
+    float *dB0[2], *ref[2];
+    bf16 *gdy = up16(dy, (size_t)BT * ldy), *gxa = up16(xa, (size_t)BT * ldx);
+    float *gdB[2];
+    LoraDbJob jobs[2];
+    size_t n = (size_t)m * r;
+    for (int j = 0; j < 2; j++) {
+        int row0 = j * 2 * m, col = j * r;
+        dB0[j] = rnd(n, -1, 1);
+        ref[j] = malloc(sizeof(float) * n);
+        for (int i = 0; i < m; i++)
+            for (int c = 0; c < r; c++) {
+                double s = 0;
+                for (int t = 0; t < BT; t++) s += (double)dy[(size_t)t * ldy + row0 + i] * xa[(size_t)t * ldx + col + c];
+                ref[j][(size_t)i * r + c] = (float)(dB0[j][(size_t)i * r + c] + scale[j] * s);
+            }
+        gdB[j] = up32(dB0[j], n);
+        jobs[j] = (LoraDbJob){.dB = gdB[j], .xa = gxa + col, .dy = gdy + row0, .m = m, .r = r, .scale = scale[j]};
+    }
+    float *scratch = cuda_alloc(cuda_lora_db_scratch_bytes(BT, 2 * (long)n), "lora_db scratch");
+    cuda_poison(scratch, cuda_lora_db_scratch_bytes(BT, 2 * (long)n));
+    cuda_lora_db_jobs(jobs, 2, ldx, ldy, BT, scratch);
+    float *run1[2];
+    for (int j = 0; j < 2; j++) {
+        cmp32(j ? "dB v (+= scale dy^T xa)" : "dB q (+= scale dy^T xa)", gdB[j], ref[j], n, 1e-4);
+        run1[j] = down32(gdB[j], n);
+        cuda_upload_f32(gdB[j], dB0[j], n);
+    }
+    cuda_lora_db_jobs(jobs, 2, ldx, ldy, BT, scratch); /* again: the same bits */
+    for (int j = 0; j < 2; j++) {
+        float *run2 = down32(gdB[j], n);
+        CHECK_MSG(memcmp(run1[j], run2, sizeof(float) * n) == 0, "lora_db job %d: two runs differ", j);
+        free(run2);
+    }
+    cuda_upload_f32(gdB[1], dB0[1], n); /* the one-adapter entry point */
+    cuda_lora_db(gdB[1], gxa + r, ldx, gdy + 2 * m, ldy, BT, m, r, scale[1], scratch);
+    float *one = down32(gdB[1], n);
+    CHECK_MSG(memcmp(run1[1], one, sizeof(float) * n) == 0, "lora_db: one job alone differs from the pair");
+    printf("  two runs and the one-job call bit-identical: %s\n",
+           memcmp(run1[1], one, sizeof(float) * n) == 0 ? "yes" : "NO");
+    free(one);
+    for (int j = 0; j < 2; j++) {
+        cuda_free(gdB[j]);
+        free(dB0[j]); free(ref[j]); free(run1[j]);
+    }
+    cuda_free(scratch); cuda_free(gdy); cuda_free(gxa);
+    free(dy); free(xa);
 }
 
 static void case_attention(int B, int T, int C, int NH) {
@@ -846,6 +906,14 @@ int main(int argc, char **argv) {
     if (CASE("xent")) { case_xent(37, 100, 0.0f); case_xent(64, 10, 0.1f); }
     if (CASE("adamw")) case_adamw();
     if (CASE("lora")) case_lora();
+    if (CASE("lora_db")) {
+        case_lora_db(1001, 768, 8, 16);  /* odd BT: a partial last tile; 16-byte xa loads */
+        case_lora_db(12608, 768, 8, 16); /* ViT-B/16 at batch 64 */
+        case_lora_db(1001, 72, 5, 16);   /* r 5: 2-byte xa loads; m 72: one partial column tile */
+        case_lora_db(12608, 768, 5, 16);
+        case_lora_db(7, 72, 8, 16);      /* fewer rows than one tile */
+        case_lora_db(333, 136, 24, 48);  /* r 24: 3 n-tiles */
+    }
     if (CASE("attention")) {
         case_attention(3, 37, 64, 4);   /* head size 16: cuBLAS batched GEMMs + softmax kernels */
         case_attention(3, 37, 128, 2);  /* head size 64: fused kernels, one partial tile */

@@ -78,6 +78,7 @@ struct CudaVit {
     float *meanf, *rstdf, *logits, *probs, *loss;
     int *labels;
     void *att_scratch;
+    float *db_scratch; /* the LoRA dB / dA kernel's partial sums (cuda_lora_db_jobs) */
     bf16 *host_img16; /* host staging for set_batch's f32 -> bf16 conversion */
     /* the runner's additions (cuda_vit_desc.h): loss-gradient scale, the reduce hook, the gradient norm */
     float grad_scale;
@@ -264,10 +265,11 @@ __global__ void lora_da_scale_kernel(float *__restrict__ part, bf16d *__restrict
         part[(long)blockIdx.x * 2 * ldx + ldx + k] = b;
     }
 }
-/* Step 3 (after G = u^T x): dA[k][j] += gamma_j (G[k][j] - s1[k]) + beta_j s0[k]; a block of 256 per k: the chunks'
- * sums in a fixed tree (thread i adds chunks i, i + 256, then halves) */
-__global__ void __launch_bounds__(256) lora_da_finish_kernel(float *dA, const float *G, const float *part,
-                                                             const bf16d *gamma, const bf16d *beta, int D, int ldx) {
+/* Step 3 (after G = u^T x): dA[k][j] += gamma_j (G[k][j] - s1[k]) + beta_j s0[k], G stored (R, D) or with g_dr
+ * (D, R); a block of 256 per k: the chunks' sums in a fixed tree (thread i adds chunks i, i + 256, then halves) */
+__global__ void __launch_bounds__(256) lora_da_finish_kernel(float *dA, const float *G, int g_dr, const float *part,
+                                                             const bf16d *gamma, const bf16d *beta, int D, int R,
+                                                             int ldx) {
     __shared__ float s[2][256];
     int k = blockIdx.x, i = threadIdx.x;
     float a = 0.0f, b = 0.0f;
@@ -280,7 +282,8 @@ __global__ void __launch_bounds__(256) lora_da_finish_kernel(float *dA, const fl
         __syncthreads();
     }
     for (int j = i; j < D; j += blockDim.x)
-        dA[(long)k * D + j] += __bfloat162float(gamma[j]) * (G[(long)k * D + j] - s[1][0]) + __bfloat162float(beta[j]) * s[0][0];
+        dA[(long)k * D + j] += __bfloat162float(gamma[j]) * ((g_dr ? G[(long)j * R + k] : G[(long)k * D + j]) - s[1][0]) +
+                               __bfloat162float(beta[j]) * s[0][0];
 }
 
 /* Carves every activation buffer from ar for batch B (dry or real arena: same sequence both times). */
@@ -330,6 +333,15 @@ static void carve(CudaVit *g, CudaArena *ar, int B) {
     g->dqkv = A16(BT * 3 * D);
     g->dxa = A16(BT * (g->r_max ? g->r_max : 1));
     g->att_scratch = cuda_arena_alloc(ar, cuda_attention_scratch_bytes(B, g->T, d->D, d->heads));
+    long db_mr = 0; /* the largest block's sum of m r over its adapters (or D R for the merged dA): the partials */
+    for (int l = 0; l < d->depth; l++) {
+        const Blk *b = &g->blk[l];
+        long s = 0;
+        for (int j = 0; j < b->n_lora; j++) s += (long)b->lora[j].m * b->lora[j].r;
+        if (b->merged_bwd && D * b->R > s) s = D * b->R;
+        if (s > db_mr) db_mr = s;
+    }
+    g->db_scratch = db_mr ? (float *)cuda_arena_alloc(ar, cuda_lora_db_scratch_bytes((int)BT, db_mr)) : NULL;
 #undef A16
 #undef A32
 }
@@ -669,10 +681,16 @@ static void block_backward_folded(CudaVit *g, Blk *b, const bf16 *x_in, int want
         ldx = ld;
     }
     mark(g, PH_B_LORA_DB);
-    for (int j = 0; j < b->n_lora; j++) { /* dB^T (r, m) += scale xa^T-as-(r, BT) (dy-as-(m, BT))^T */
-        const CvLora *lo = &b->lora[j];
-        cuda_mm(false, true, lo->r, lo->m, BT, xa + b->col[j], ldx, (const bf16d *)g->dqkv + lo->row0, 3 * D,
-                g->tg + g->toff[lo->tB], lo->r, true, lo->scale, 1.0f, NULL, NULL);
+    /* dB_j (m, r) += scale_j dy_j^T xa_j, the block's adapters in one launch (cuda_lora_grad.cu: deterministic) */
+    for (int j0 = 0; j0 < b->n_lora; j0 += LORA_DB_MAX_JOBS) {
+        LoraDbJob jobs[LORA_DB_MAX_JOBS];
+        int n = b->n_lora - j0 < LORA_DB_MAX_JOBS ? b->n_lora - j0 : LORA_DB_MAX_JOBS;
+        for (int j = 0; j < n; j++) {
+            const CvLora *lo = &b->lora[j0 + j];
+            jobs[j] = LoraDbJob{g->tg + g->toff[lo->tB], (const bf16 *)(xa + b->col[j0 + j]), g->dqkv + lo->row0, lo->m,
+                                lo->r, lo->scale};
+        }
+        cuda_lora_db_jobs(jobs, n, ldx, 3 * D, BT, g->db_scratch);
     }
     mark(g, PH_B_LORA_DA);
     if (b->merged_bwd) { /* u = dxa rstd in place, column sums; G^T (D, R) = x-as-(D, BT) (u-as-(R, BT))^T; finish */
@@ -680,9 +698,18 @@ static void block_backward_folded(CudaVit *g, Blk *b, const bf16 *x_in, int want
         lora_da_scale_kernel<<<dim3(LDA_CHUNKS, cdiv(R, 32)), dim3(32, 8), 0, g_cuda.stream>>>(
             g->lda_part, (bf16d *)g->dln + D, ld, b->mean1, b->rstd1, BT, R, ldu);
         LAUNCH_CHECK();
-        cuda_mm(false, true, D, R, BT, (const bf16d *)x_in, D, dlnx + D, ld, g->lda_g, D, true, 1.0f, 0.0f, NULL, NULL);
-        lora_da_finish_kernel<<<R, 256, 0, g_cuda.stream>>>(dAcat, g->lda_g, g->lda_part, (const bf16d *)b->n1w,
-                                                            (const bf16d *)b->n1b, D, ldu);
+        static int da_kernel = -1; /* LORALAB_LORA_DA=cublas: G^T by cuBLASLt always */
+        if (da_kernel < 0) da_kernel = !(getenv("LORALAB_LORA_DA") && strcmp(getenv("LORALAB_LORA_DA"), "cublas") == 0);
+        int gk = da_kernel && R <= 64; /* G (D, R) += x^T u by the dB kernel (r <= 64); else G^T (D, R) by cuBLASLt */
+        if (gk) {
+            CUDA_CHECK(cudaMemsetAsync(g->lda_g, 0, sizeof(float) * D * R, g_cuda.stream));
+            LoraDbJob job = {g->lda_g, g->dln + D, x_in, D, R, 1.0f};
+            cuda_lora_db_jobs(&job, 1, ld, D, BT, g->db_scratch);
+        } else {
+            cuda_mm(false, true, D, R, BT, (const bf16d *)x_in, D, dlnx + D, ld, g->lda_g, D, true, 1.0f, 0.0f, NULL, NULL);
+        }
+        lora_da_finish_kernel<<<R, 256, 0, g_cuda.stream>>>(dAcat, g->lda_g, gk, g->lda_part, (const bf16d *)b->n1w,
+                                                            (const bf16d *)b->n1b, D, R, ldu);
         LAUNCH_CHECK();
     } else { /* dA_cat^T (D, R) += ln1-as-(D, BT) (dxa-as-(R, BT))^T */
         cuda_mm(false, true, D, R, BT, lnx, ld, dlnx + D, ld, dAcat, D, true, 1.0f, 1.0f, NULL, NULL);
