@@ -474,10 +474,9 @@ extern "C" void cuda_xent_backward(bf16 *dlogits, const float *probs, const int 
 }
 
 /* ---- AdamW --------------------------------------------------------------------------------------------- */
-__global__ void adamw_kernel(float *p, bf16d *p16, float *m, float *v, const float *g, long n, float lr, float b1,
-                             float b2, float eps, float wd, float bc1, float bc2) {
-    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
-    if (i >= n) return;
+/* one element's AdamW update (decoupled weight decay), shared by the two kernels below */
+__device__ __forceinline__ void adamw_element(float *p, bf16d *p16, float *m, float *v, const float *g, long i,
+                                              float lr, float b1, float b2, float eps, float wd, float bc1, float bc2) {
     float x = p[i], gj = g[i];
     x -= lr * wd * x;
     float mj = b1 * m[i] + (1 - b1) * gj, vj = b2 * v[i] + (1 - b2) * gj * gj;
@@ -486,6 +485,11 @@ __global__ void adamw_kernel(float *p, bf16d *p16, float *m, float *v, const flo
     x -= lr * (mj / bc1) / (sqrtf(vj / bc2) + eps);
     p[i] = x;
     if (p16) p16[i] = __float2bfloat16_rn(x);
+}
+__global__ void adamw_kernel(float *p, bf16d *p16, float *m, float *v, const float *g, long n, float lr, float b1,
+                             float b2, float eps, float wd, float bc1, float bc2) {
+    long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i < n) adamw_element(p, p16, m, v, g, i, lr, b1, b2, eps, wd, bc1, bc2);
 }
 
 extern "C" void cuda_adamw(float *p, bf16 *p16, float *m, float *v, const float *g, long n, float lr, float beta1,
@@ -499,16 +503,7 @@ extern "C" void cuda_adamw(float *p, bf16 *p16, float *m, float *v, const float 
 __global__ void adamw_dev_kernel(float *p, bf16d *p16, float *m, float *v, const float *g, long n, const float *hyper,
                                  float b1, float b2, float eps, float wd) {
     long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float lr = hyper[0], bc1 = hyper[1], bc2 = hyper[2];
-    float x = p[i], gj = g[i];
-    x -= lr * wd * x;
-    float mj = b1 * m[i] + (1 - b1) * gj, vj = b2 * v[i] + (1 - b2) * gj * gj;
-    m[i] = mj;
-    v[i] = vj;
-    x -= lr * (mj / bc1) / (sqrtf(vj / bc2) + eps);
-    p[i] = x;
-    if (p16) p16[i] = __float2bfloat16_rn(x);
+    if (i < n) adamw_element(p, p16, m, v, g, i, hyper[0], b1, b2, eps, wd, hyper[1], hyper[2]);
 }
 
 extern "C" void cuda_adamw_dev(float *p, bf16 *p16, float *m, float *v, const float *g, long n, const float *hyper,

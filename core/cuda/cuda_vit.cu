@@ -101,6 +101,7 @@ struct CudaVit {
      * epilogue is the non-transposed cuBLASLt layout, ~13 % faster at batch 256 (docs/engine.md), its dX GEMM as
      * fast as before */
     int fc1_t;
+    int da_kernel; /* the merged dA's G = x^T u by cuda_lora_db_jobs (LORALAB_LORA_DA=cublas: by cuBLASLt) */
     struct FoldJob *fold_jobs; /* device */
     /* the merged LoRA backward's scratch (Blk.merged_bwd): W_bwd (3D, max ld) bf16, G = u^T x (R_max, D) f32, the
      * per-chunk column sums of dxa and u mean (LDA_CHUNKS, 2, ld_max - D) f32 */
@@ -265,9 +266,9 @@ __global__ void lora_da_scale_kernel(float *__restrict__ part, bf16d *__restrict
         part[(long)blockIdx.x * 2 * ldx + ldx + k] = b;
     }
 }
-/* Step 3 (after G = u^T x): dA[k][j] += gamma_j (G[k][j] - s1[k]) + beta_j s0[k], G stored (R, D) or with g_dr
- * (D, R); a block of 256 per k: the chunks' sums in a fixed tree (thread i adds chunks i, i + 256, then halves) */
-__global__ void __launch_bounds__(256) lora_da_finish_kernel(float *dA, const float *G, int g_dr, const float *part,
+/* Step 3 (after G = u^T x, stored (D, R) row-major): dA[k][j] += gamma_j (G[j][k] - s1[k]) + beta_j s0[k]; a block of
+ * 256 per k: the chunks' sums in a fixed tree (thread i adds chunks i, i + 256, then halves) */
+__global__ void __launch_bounds__(256) lora_da_finish_kernel(float *dA, const float *G, const float *part,
                                                              const bf16d *gamma, const bf16d *beta, int D, int R,
                                                              int ldx) {
     __shared__ float s[2][256];
@@ -282,8 +283,7 @@ __global__ void __launch_bounds__(256) lora_da_finish_kernel(float *dA, const fl
         __syncthreads();
     }
     for (int j = i; j < D; j += blockDim.x)
-        dA[(long)k * D + j] += __bfloat162float(gamma[j]) * ((g_dr ? G[(long)j * R + k] : G[(long)k * D + j]) - s[1][0]) +
-                               __bfloat162float(beta[j]) * s[0][0];
+        dA[(long)k * D + j] += __bfloat162float(gamma[j]) * (G[(long)j * R + k] - s[1][0]) + __bfloat162float(beta[j]) * s[0][0];
 }
 
 /* Carves every activation buffer from ar for batch B (dry or real arena: same sequence both times). */
@@ -388,6 +388,8 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
     g->ln_ld = d->D;
     const char *ft = getenv("LORALAB_FC1_T");
     g->fc1_t = !(ft && strcmp(ft, "0") == 0);
+    const char *da = getenv("LORALAB_LORA_DA");
+    g->da_kernel = !(da && strcmp(da, "cublas") == 0);
     for (int l = 0; l < d->depth; l++) {
         Blk *b = &g->blk[l];
         b->n_lora = d->blocks[l].n_lora;
@@ -698,17 +700,14 @@ static void block_backward_folded(CudaVit *g, Blk *b, const bf16 *x_in, int want
         lora_da_scale_kernel<<<dim3(LDA_CHUNKS, cdiv(R, 32)), dim3(32, 8), 0, g_cuda.stream>>>(
             g->lda_part, (bf16d *)g->dln + D, ld, b->mean1, b->rstd1, BT, R, ldu);
         LAUNCH_CHECK();
-        static int da_kernel = -1; /* LORALAB_LORA_DA=cublas: G^T by cuBLASLt always */
-        if (da_kernel < 0) da_kernel = !(getenv("LORALAB_LORA_DA") && strcmp(getenv("LORALAB_LORA_DA"), "cublas") == 0);
-        int gk = da_kernel && R <= 64; /* G (D, R) += x^T u by the dB kernel (r <= 64); else G^T (D, R) by cuBLASLt */
-        if (gk) {
+        if (g->da_kernel && R <= 64) { /* G (D, R) += x^T u by the dB kernel (r <= 64), from zero */
             CUDA_CHECK(cudaMemsetAsync(g->lda_g, 0, sizeof(float) * D * R, g_cuda.stream));
             LoraDbJob job = {g->lda_g, g->dln + D, x_in, D, R, 1.0f};
             cuda_lora_db_jobs(&job, 1, ld, D, BT, g->db_scratch);
-        } else {
-            cuda_mm(false, true, D, R, BT, (const bf16d *)x_in, D, dlnx + D, ld, g->lda_g, D, true, 1.0f, 0.0f, NULL, NULL);
+        } else { /* G^T-as-(R, D) = u-as-(R, BT) (x-as-(D, BT))^T: the same (D, R) row-major layout */
+            cuda_mm(false, true, R, D, BT, dlnx + D, ld, (const bf16d *)x_in, D, g->lda_g, R, true, 1.0f, 0.0f, NULL, NULL);
         }
-        lora_da_finish_kernel<<<R, 256, 0, g_cuda.stream>>>(dAcat, g->lda_g, gk, g->lda_part, (const bf16d *)b->n1w,
+        lora_da_finish_kernel<<<R, 256, 0, g_cuda.stream>>>(dAcat, g->lda_g, g->lda_part, (const bf16d *)b->n1w,
                                                             (const bf16d *)b->n1b, D, R, ldu);
         LAUNCH_CHECK();
     } else { /* dA_cat^T (D, R) += ln1-as-(D, BT) (dxa-as-(R, BT))^T */
