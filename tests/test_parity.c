@@ -422,8 +422,9 @@ static void case_attention(int B, int T, int C, int NH) {
     free(qkv); free(dout); free(dqkv0); free(out); free(att); free(dqkv);
 }
 
-static void case_tokens(void) {
-    int B = 2, C = 3, H = 16, p = 4, D = 24, NP = (H / p) * (H / p), T = NP + 1, K = C * p * p;
+/* p 4, D 24: the element-per-thread kernels; p 16, D 40: the 16-byte ones (p, W, D multiples of 8) */
+static void case_tokens(int H, int p, int D) {
+    int B = 2, C = 3, NP = (H / p) * (H / p), T = NP + 1, K = C * p * p;
     printf("patchify / tokens / pooling B %d C %d %dx%d patch %d D %d\n", B, C, H, H, p, D);
     float *img = rnd((size_t)B * C * H * H, -1, 1), *pe = rnd((size_t)B * NP * D, -1, 1), *cls = rnd(D, -1, 1);
     float *pos = rnd((size_t)T * D, -1, 1), *dpool = rnd((size_t)B * D, -1, 1);
@@ -901,7 +902,8 @@ int main(int argc, char **argv) {
     if (CASE("layernorm")) { case_layernorm(50, 96); case_layernorm(33, 768); }
     if (CASE("gelu")) {
         case_gelu_add(4099); /* not a multiple of 8: the scalar tail runs too */
-        case_gelu_add(4104); /* a multiple of 8, not of a thread's 16 */
+        case_gelu_add(4104);  /* a multiple of 8, not of a block's 8192 */
+        case_gelu_add(20491); /* 3 blocks, the last one's tail in its third pack */
     }
     if (CASE("xent")) { case_xent(37, 100, 0.0f); case_xent(64, 10, 0.1f); }
     if (CASE("adamw")) case_adamw();
@@ -920,7 +922,10 @@ int main(int argc, char **argv) {
         case_attention(2, 197, 128, 2); /* ViT-B/16's T */
         case_attention(1, 256, 64, 1);  /* the fused kernels' largest T */
     }
-    if (CASE("tokens")) case_tokens();
+    if (CASE("tokens")) {
+        case_tokens(16, 4, 24);
+        case_tokens(48, 16, 40);
+    }
     if (CASE("linalg")) {
         case_svd(96, 40);   /* tall: gesvd on A itself */
         case_svd(40, 96);   /* wide: gesvd on A^T */

@@ -75,6 +75,7 @@ struct CudaVit {
     /* activations */
     CudaArena ar;
     bf16 *img, *patches, *pe, *x0, *lnbuf, *atty, *gbuf, *pooled, *dlogits, *dpooled, *dx, *dln, *dqkv, *dxa;
+    bf16 *cls_raw; /* CLS pooling: the CLS rows before the final norm (B, D), the norm's input */
     float *meanf, *rstdf, *logits, *probs, *loss;
     int *labels;
     void *att_scratch;
@@ -322,6 +323,7 @@ static void carve(CudaVit *g, CudaArena *ar, int B) {
     g->atty = A16(BT * D);  /* backward: the attention output's gradient */
     g->gbuf = A16(BT * H);  /* forward: GELU out; backward: dg, then dh in place */
     g->pooled = A16((long)B * D);
+    g->cls_raw = A16((long)B * D);
     g->logits = A32((long)B * d->K);
     g->probs = A32((long)B * d->K);
     g->loss = A32(1);
@@ -637,8 +639,13 @@ static void forward(CudaVit *g) {
         x = b->x_out;
     }
     mark(g, PH_HEAD);
-    cuda_layernorm_forward(g->lnbuf, g->meanf, g->rstdf, x, g->norm_w, g->norm_b, BT, D, d->eps);
-    cuda_token_pool_forward(g->pooled, g->lnbuf, B, T, D, d->pool);
+    if (d->pool == 0) { /* CLS pooling: only the B CLS rows reach the head, so only they are normalized */
+        cuda_token_pool_forward(g->cls_raw, x, B, T, D, 0);
+        cuda_layernorm_forward(g->pooled, g->meanf, g->rstdf, g->cls_raw, g->norm_w, g->norm_b, B, D, d->eps);
+    } else {
+        cuda_layernorm_forward(g->lnbuf, g->meanf, g->rstdf, x, g->norm_w, g->norm_b, BT, D, d->eps);
+        cuda_token_pool_forward(g->pooled, g->lnbuf, B, T, D, d->pool);
+    }
     cuda_linear_forward_f32out(g->logits, g->pooled, g->head_w16, g->head_b32, B, D, d->K);
     cuda_xent_forward(g->probs, g->loss, NULL, g->logits, g->labels, B, d->K, d->label_smoothing);
 }
@@ -735,10 +742,15 @@ static void backward(CudaVit *g) {
                          d->head_b_t >= 0 ? g->tg + g->toff[d->head_b_t] : NULL, g->dlogits, g->pooled, g->head_w16, B,
                          D, d->K, 0);
     if (!below) return;
-    cuda_token_pool_backward(g->dln, g->dpooled, B, T, D, d->pool);
-    const bf16 *x_last = g->blk[d->depth - 1].x_out;
     mark(g, PH_B_LN);
-    cuda_layernorm_backward(g->dx, NULL, NULL, g->dln, x_last, g->norm_w, g->meanf, g->rstdf, BT, D, 0);
+    if (d->pool == 0) { /* the CLS rows' norm backward into dln's first B rows, then dx = those rows, zeros elsewhere */
+        cuda_layernorm_backward(g->dln, NULL, NULL, g->dpooled, g->cls_raw, g->norm_w, g->meanf, g->rstdf, B, D, 0);
+        cuda_token_pool_backward(g->dx, g->dln, B, T, D, 0);
+    } else {
+        cuda_token_pool_backward(g->dln, g->dpooled, B, T, D, d->pool);
+        const bf16 *x_last = g->blk[d->depth - 1].x_out;
+        cuda_layernorm_backward(g->dx, NULL, NULL, g->dln, x_last, g->norm_w, g->meanf, g->rstdf, BT, D, 0);
+    }
     int low = g->low;
     for (int l = 0; g->gw_on && l < low; l++)
         if (g->gw_slot[l] >= 0) low = l;
