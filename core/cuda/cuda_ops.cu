@@ -281,33 +281,40 @@ struct alignas(16) Pack8 {
 /* erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7, the CPU engine's erf_fast, core/cpu/activations.c):
  * erf(a) = 1 - poly(t) exp(-a^2), t = 1 / (1 + p a), a >= 0. With a = |v| / sqrt(2), q = 0.5 poly(t) exp(-v^2 / 2)
  * is the normal tail, so Phi(v) = 1 - q (v >= 0) or q (v < 0), and the exp is shared with the pdf the backward
- * needs: one rcp and one ex2 (MUFU) and ~12 FMAs per element instead of libdevice's erff plus an exp. */
+ * needs: one rcp and one ex2 (MUFU) per element instead of libdevice's erff plus an exp. 1 / sqrt(2) is folded into
+ * p and the 0.5 into poly's coefficients, and gelu(v) = v Phi(v) = max(v, 0) - |v| q (one FMA), so the forward is
+ * ~15 instructions an element: the step runs at the GPU's power limit (~690 W, SM clock ~1.6 GHz), where every
+ * instruction of these memory-bound kernels costs time (docs/engine.md). */
 __device__ __forceinline__ float ex2_approx(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
-/* Phi(v) and e = exp(-v^2 / 2) */
-__device__ __forceinline__ float normal_cdf_as(float v, float *e) {
-    float a = fabsf(v) * INV_SQRT2;
-    float t = __fdividef(1.0f, fmaf(0.3275911f, a, 1.0f));
-    float poly = t * fmaf(t, fmaf(t, fmaf(t, fmaf(t, 1.061405429f, -1.453152027f), 1.421413741f), -0.284496736f),
-                          0.254829592f);
-    *e = ex2_approx(-0.72134752044448170368f * v * v); /* exp(-v^2 / 2) = 2^(-v^2 log2(e) / 2) */
-    float q = 0.5f * poly * *e;
-    return v >= 0.0f ? 1.0f - q : q;
+__device__ __forceinline__ float rcp_approx(float x) {
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+/* q (the tail: Phi(v) = 1 - q for v >= 0, q for v < 0) and e = exp(-v^2 / 2) */
+__device__ __forceinline__ float normal_tail_as(float v, float *e) {
+    float t = rcp_approx(fmaf(0.3275911f * INV_SQRT2, fabsf(v), 1.0f));
+    float poly = t * fmaf(t, fmaf(t, fmaf(t, fmaf(t, 0.5f * 1.061405429f, 0.5f * -1.453152027f), 0.5f * 1.421413741f),
+                                  0.5f * -0.284496736f),
+                          0.5f * 0.254829592f);
+    *e = ex2_approx(v * (v * -0.72134752044448170368f)); /* exp(-v^2 / 2) = 2^(-v^2 log2(e) / 2) */
+    return poly * *e;
 }
 __device__ __forceinline__ float gelu_f(float v, int erff_path) {
     if (erff_path) return 0.5f * v * (1.0f + erff(v * INV_SQRT2));
-    float e;
-    return v * normal_cdf_as(v, &e);
+    float e, q = normal_tail_as(v, &e);
+    return fmaf(-fabsf(v), q, fmaxf(v, 0.0f));
 }
 /* gelu'(v) = Phi(v) + v phi(v) */
 __device__ __forceinline__ float gelu_grad_f(float v, int erff_path) {
     if (erff_path)
         return 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT_2PI * __expf(-0.5f * v * v);
-    float e, cdf = normal_cdf_as(v, &e);
-    return cdf + v * INV_SQRT_2PI * e;
+    float e, q = normal_tail_as(v, &e);
+    return fmaf(v * INV_SQRT_2PI, e, v >= 0.0f ? 1.0f - q : q);
 }
 
 /* GELU_PACKS packs of 8 bf16 (16 bytes) per thread, every load issued before the math (more bytes in flight per
