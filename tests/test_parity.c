@@ -455,7 +455,9 @@ static void case_tokens(int H, int p, int D) {
 
 /* The small test ViT (2 heads of head_size) with its weights rounded to bf16 (so both engines run the same
  * model), LoRA r 8 on q, v and a trainable head. */
-static void build_vit(Model *m, AdapterSet *ad, int pool_mean, int head_size) {
+/* random_bias: every bias uniform in +-0.1 instead of timm's zeros, so a misplaced bias shows (the folded qkv
+ * GEMM reads its bias from a K column); the multi-step AdamW update check keeps the zeros it was tuned on. */
+static void build_vit(Model *m, AdapterSet *ad, int pool_mean, int head_size, int random_bias) {
     ModelConfig mc = TEST_SMALL_VIT;
     mc.vit.pool = pool_mean ? POOL_MEAN : POOL_CLS;
     mc.vit.dim = 2 * head_size; /* 2 heads; head size 64 takes the fused attention kernels */
@@ -463,6 +465,13 @@ static void build_vit(Model *m, AdapterSet *ad, int pool_mean, int head_size) {
     test_build_adapted(m, ad, &mc, TEST_QV, 2, &ADAPTER_LORA, 8);
     params_set_trainable(m->params, "head.*", 1);
     params_alloc_grads(m->params);
+    for (int i = 0; i < m->params->n && random_bias; i++) {
+        size_t n = m->params->views[i].numel;
+        if (!strstr(m->params->views[i].name, ".bias")) continue;
+        float *v = rnd(n, -0.1f, 0.1f);
+        memcpy(params_data(m->params, i), v, sizeof(float) * n);
+        free(v);
+    }
     for (size_t i = 0; i < m->params->numel; i++) m->params->data[i] = bf16_round(m->params->data[i]);
     /* B = 0 by default: give it values, so the first forward already goes through the adapters */
     for (int i = 0; i < ad->params.n; i++) {
@@ -477,7 +486,7 @@ static void build_vit(Model *m, AdapterSet *ad, int pool_mean, int head_size) {
 static void case_vit_forward(int pool_mean, int head_size) {
     Model m;
     AdapterSet ad;
-    build_vit(&m, &ad, pool_mean, head_size);
+    build_vit(&m, &ad, pool_mean, head_size, 1);
     int B = 16, K = m.n_classes;
     size_t nimg = (size_t)B * m.in_ch * m.img_h * m.img_w;
     printf("vit forward: small test ViT, head size %d, %s pooling, B %d\n", head_size, pool_mean ? "mean" : "cls", B);
@@ -527,7 +536,7 @@ static void case_vit_forward(int pool_mean, int head_size) {
 static void case_vit_step(double adam_eps, int head_size) {
     Model m;
     AdapterSet ad;
-    build_vit(&m, &ad, 0, head_size);
+    build_vit(&m, &ad, 0, head_size, 0);
     int B = 16, K = m.n_classes, steps = 4;
     float lr = 1e-2f;
     size_t nimg = (size_t)B * m.in_ch * m.img_h * m.img_w;
@@ -611,7 +620,7 @@ static void case_vit_step(double adam_eps, int head_size) {
 static void case_vit_grads(int head_size) {
     Model m;
     AdapterSet ad;
-    build_vit(&m, &ad, 0, head_size);
+    build_vit(&m, &ad, 0, head_size, 1);
     int B = 16, K = m.n_classes;
     size_t nimg = (size_t)B * m.in_ch * m.img_h * m.img_w, n = ad.params.n_grad;
     printf("vit grads: small test ViT, head size %d, LoRA r 8 on q, v, B %d: adapter gradients of one step\n",
@@ -680,7 +689,7 @@ static void case_vit_grads(int head_size) {
 static void case_vit_graph(int head_size) {
     Model m;
     AdapterSet ad;
-    build_vit(&m, &ad, 0, head_size);
+    build_vit(&m, &ad, 0, head_size, 0);
     int B = 16, K = m.n_classes, steps = 6, bs[6] = {16, 16, 16, 8, 16, 8};
     size_t nimg = (size_t)B * m.in_ch * m.img_h * m.img_w, nhead = (size_t)K * m.u.vit.cfg.dim;
     printf("vit graph: small test ViT, head size %d, 6 steps eager vs CUDA graph, batch 16/8\n", head_size);

@@ -70,7 +70,7 @@ extern "C" void cuda_linear_backward(bf16 *dinp, float *dweight, float *dbias, c
 
 /* ---- layernorm ----------------------------------------------------------------------------------------- */
 __global__ void layernorm_forward_kernel(bf16d *out, int ldo, float *mean, float *rstd, const bf16d *inp,
-                                         const bf16d *w, const bf16d *b, int N, int C, float eps) {
+                                         const bf16d *w, const bf16d *b, int N, int C, float eps, int one_col) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const bf16d *x = inp + (long)row * C;
@@ -86,6 +86,8 @@ __global__ void layernorm_forward_kernel(bf16d *out, int ldo, float *mean, float
     bf16d *o = out + (long)row * ldo;
     for (int c = lane; c < C; c += 32)
         o[c] = __float2bfloat16_rn((__bfloat162float(x[c]) - m) * rs * __bfloat162float(w[c]) + __bfloat162float(b[c]));
+    if (one_col >= 0)
+        for (int c = C + lane; c < ldo; c += 32) o[c] = __float2bfloat16_rn(c == one_col ? 1.0f : 0.0f);
     if (lane == 0) {
         if (mean) mean[row] = m;
         if (rstd) rstd[row] = rs;
@@ -98,7 +100,7 @@ struct alignas(16) Pack8v {
 };
 template <int NV>
 __global__ void layernorm_forward_vec_kernel(bf16d *out, int ldo, float *mean, float *rstd, const bf16d *inp,
-                                             const bf16d *w, const bf16d *b, int N, float eps) {
+                                             const bf16d *w, const bf16d *b, int N, float eps, int one_col) {
     constexpr int C = NV * 256;
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -126,6 +128,13 @@ __global__ void layernorm_forward_vec_kernel(bf16d *out, int ldo, float *mean, f
             op.v[e] = __float2bfloat16_rn((xr[k][e] - m) * rs * __bfloat162float(wp.v[e]) + __bfloat162float(bp.v[e]));
         o[lane + 32 * k] = op;
     }
+    if (one_col >= 0) /* columns C..ldo (a multiple of 8 past C): zeros and the bias column's 1 */
+        for (int c = C + 8 * lane; c < ldo; c += 256) {
+            Pack8v z;
+#pragma unroll
+            for (int e = 0; e < 8; e++) z.v[e] = __float2bfloat16_rn(c + e == one_col ? 1.0f : 0.0f);
+            *(Pack8v *)(out + (long)row * ldo + c) = z;
+        }
     if (lane == 0) {
         if (mean) mean[row] = m;
         if (rstd) rstd[row] = rs;
@@ -172,21 +181,28 @@ __global__ void layernorm_backward_vec_kernel(bf16d *dinp, const bf16d *dout, in
 
 static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-extern "C" void cuda_layernorm_forward_ld(bf16 *out, int ldo, float *mean, float *rstd, const bf16 *inp,
-                                          const bf16 *w, const bf16 *b, int N, int C, float eps) {
+extern "C" void cuda_layernorm_forward_ext(bf16 *out, int ldo, float *mean, float *rstd, const bf16 *inp,
+                                           const bf16 *w, const bf16 *b, int N, int C, float eps, int one_col) {
+    CUDA_ASSERT(one_col < 0 || (one_col >= C && one_col < ldo));
     if (C % 256 == 0 && C <= 1024 && ldo % 8 == 0 && al16(out) && al16(inp) && al16(w) && al16(b)) {
         unsigned grid = cdiv(N, 8);
         switch (C / 256) {
-        case 1: layernorm_forward_vec_kernel<1><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
-        case 2: layernorm_forward_vec_kernel<2><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
-        case 3: layernorm_forward_vec_kernel<3><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
-        default: layernorm_forward_vec_kernel<4><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps); break;
+        case 1: layernorm_forward_vec_kernel<1><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps, one_col); break;
+        case 2: layernorm_forward_vec_kernel<2><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps, one_col); break;
+        case 3: layernorm_forward_vec_kernel<3><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps, one_col); break;
+        default: layernorm_forward_vec_kernel<4><<<grid, 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, eps, one_col); break;
         }
         LAUNCH_CHECK();
         return;
     }
-    layernorm_forward_kernel<<<cdiv(N, 8), 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, C, eps);
+    layernorm_forward_kernel<<<cdiv(N, 8), 256, 0, S>>>(D16(out), ldo, mean, rstd, D16(inp), D16(w), D16(b), N, C, eps,
+                                                       one_col);
     LAUNCH_CHECK();
+}
+
+extern "C" void cuda_layernorm_forward_ld(bf16 *out, int ldo, float *mean, float *rstd, const bf16 *inp,
+                                          const bf16 *w, const bf16 *b, int N, int C, float eps) {
+    cuda_layernorm_forward_ext(out, ldo, mean, rstd, inp, w, b, N, C, eps, -1);
 }
 
 extern "C" void cuda_layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *w,

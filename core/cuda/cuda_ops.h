@@ -38,6 +38,10 @@ void cuda_layernorm_backward(bf16 *dinp, float *dw, float *db, const bf16 *dout,
  * and its gradient carry the adapters' x A^T in columns C.. of the same rows. */
 void cuda_layernorm_forward_ld(bf16 *out, int ldo, float *mean, float *rstd, const bf16 *inp, const bf16 *w,
                                const bf16 *b, int N, int C, float eps);
+/* forward_ld that also writes columns C..ldo of each row: 0, and 1 at one_col (C <= one_col < ldo): the ViT step's
+ * qkv GEMM reads its bias from that column of W_ext instead of a bias epilogue (docs/engine.md). */
+void cuda_layernorm_forward_ext(bf16 *out, int ldo, float *mean, float *rstd, const bf16 *inp, const bf16 *w,
+                                const bf16 *b, int N, int C, float eps, int one_col);
 void cuda_layernorm_backward_ld(bf16 *dinp, float *dw, float *db, const bf16 *dout, int ldd, const bf16 *inp,
                                 const bf16 *w, const float *mean, const float *rstd, int N, int C, int accumulate);
 

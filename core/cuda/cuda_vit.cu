@@ -20,10 +20,11 @@ struct Blk {
     CvLora lora[CUDA_VIT_MAX_LORA];
     int n_lora;
     /* LoRA folded into the qkv GEMM (fold = 1): qkv_w is W_ext (3D, ld) = [W | scale_j B_j in rows row0_j..,
-     * columns D + col_j..], the ln1 output carries x A_cat^T in columns D..D+R (A_cat: the block's A's stacked,
-     * contiguous in the trainable buffers), so qkv = [ln1 | x A_cat^T] W_ext^T is one GEMM with K = D + R */
+     * columns D + col_j.. | 0 | bias (column D + xw) | 0], the ln1 output carries x A_cat^T in columns D..D+R
+     * (A_cat: the block's A's stacked, contiguous in the trainable buffers) and a 1 in column D + xw, so
+     * qkv = [ln1 | x A_cat^T | 0 | 1 | 0] W_ext^T is one GEMM with K = ld, the bias included */
     int fold, R, ld, col[CUDA_VIT_MAX_LORA];
-    int xw; /* the x A_cat^T columns: R rounded up to 8 (ld = D + xw) */
+    int xw; /* the x A_cat^T columns: R rounded up to 8 (ld >= D + xw + 1) */
     /* keep_xa (LORALAB_LORA_KEEP_XA=0 turns it off): forward keeps x A_cat^T (xa_cat, (BT, xw)) so that
      * backward does not compute it again from ln1 (a thin GEMM reading ln1 for 0.4 MB at batch 64) */
     int keep_xa;
@@ -355,6 +356,12 @@ __global__ void f32_to_bf16_rows_kernel(bf16d *dst, const float *src, long rows,
     dst[(i / cols) * ld + i % cols] = __float2bfloat16_rn(src[i]);
 }
 
+/* column col of dst (rows, ld) <- src (rows): a folded block's qkv bias into W_ext (once, at create) */
+__global__ void set_col_kernel(bf16d *dst, long ld, int col, const bf16d *src, long rows) {
+    long r = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (r < rows) dst[r * ld + col] = src[r];
+}
+
 /* dst (cols, rows) <- src (rows, cols)^T, as bf16 (once, at create: the uncoalesced stores do not matter) */
 __global__ void f32_to_bf16_transpose_kernel(bf16d *dst, const float *src, long rows, long cols) {
     long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
@@ -404,7 +411,10 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
             b->R += b->lora[j].r;
         }
         b->xw = (b->R + 7) & ~7; /* 16-byte rows */
-        b->ld = d->D + b->xw;
+        /* [ln1 | x A_cat^T | 0 | 1 (column D + xw: qkv's bias) | 0], rows of 64-byte multiples (ViT-B/16, r 8 on q
+         * and v: 800): cuBLASLt's qkv GEMMs ran 10-25 % slower on 16-byte-aligned rows of 792 and ~25 % slower
+         * with the bias epilogue than with the bias as a K column (K = 800, no extra K tile; docs/engine.md) */
+        b->ld = (d->D + b->xw + 1 + 31) & ~31;
         b->keep_xa = b->fold && keep_xa;
         b->merged_bwd = b->keep_xa && merged_bwd;
         if (b->fold && b->ld > g->ln_ld) g->ln_ld = b->ld;
@@ -465,6 +475,13 @@ extern "C" CudaVit *cuda_vit_create_desc(const CvDesc *din, char *err) {
         LAUNCH_CHECK();
         off += (rows * ld + 63) & ~63L;
     }
+    for (int l = 0; l < d->depth; l++) /* a folded block's qkv bias: W_ext's column D + xw (ln1's 1 there) */
+        if (g->blk[l].fold) {
+            Blk *b = &g->blk[l];
+            set_col_kernel<<<cdiv(3 * D, 256), 256, 0, g_cuda.stream>>>((bf16d *)b->qkv_w, b->ld, (int)D + b->xw,
+                                                                        (const bf16d *)b->qkv_b, 3 * D);
+            LAUNCH_CHECK();
+        }
     cuda_sync();
     cuda_free(stage);
 
@@ -600,14 +617,15 @@ static void forward(CudaVit *g) {
         if (b->fold) { /* [ln1 | ln1 A_cat^T] (BT, ld), then qkv = that W_ext^T + bias: the adapters ride in the GEMM */
             const bf16d *lnx = (const bf16d *)g->lnbuf;
             const bf16 *Acat = g->tp16 + g->toff[b->lora[0].tA];
-            cuda_layernorm_forward_ld(g->lnbuf, b->ld, b->mean1, b->rstd1, x, b->n1w, b->n1b, BT, D, d->eps);
+            cuda_layernorm_forward_ext(g->lnbuf, b->ld, b->mean1, b->rstd1, x, b->n1w, b->n1b, BT, D, d->eps,
+                                       D + b->xw);
             mark(g, PH_LORA);
             cuda_mm(true, false, b->R, BT, D, (const bf16d *)Acat, D, lnx, b->ld, g->lnbuf + D, b->ld, false, 1.0f,
                     0.0f, NULL, NULL);
             if (b->keep_xa) copy_cols(b->xa_cat, b->xw, g->lnbuf + D, b->ld, BT, b->xw); /* for backward */
             mark(g, PH_QKV);
-            cuda_mm(true, false, 3 * D, BT, D + b->R, (const bf16d *)b->qkv_w, b->ld, lnx, b->ld, b->qkv, 3 * D, false,
-                    1.0f, 0.0f, NULL, b->qkv_b);
+            cuda_mm(true, false, 3 * D, BT, b->ld, (const bf16d *)b->qkv_w, b->ld, lnx, b->ld, b->qkv, 3 * D, false,
+                    1.0f, 0.0f, NULL, NULL); /* the bias: column D + xw */
         } else {
             cuda_layernorm_forward(g->lnbuf, b->mean1, b->rstd1, x, b->n1w, b->n1b, BT, D, d->eps);
             mark(g, PH_QKV);
