@@ -603,14 +603,21 @@ extern "C" void cuda_patchify(bf16 *out, const bf16 *img, int B, int C, int H, i
     LAUNCH_CHECK();
 }
 
+/* element (or 16-byte pack) idx of a (B, T, n) token tensor -> image b, token t, column d */
+__device__ __forceinline__ void token_index(long idx, int n, int T, int *b, int *t, int *d) {
+    *d = (int)(idx % n);
+    long bt = idx / n;
+    *t = (int)(bt % T);
+    *b = (int)(bt / T);
+}
+
 __global__ void tokens_forward_kernel(bf16d *x, const bf16d *pe, const bf16d *cls, const bf16d *pos, int B, int NP,
                                       int D) {
     int T = NP + 1;
     long idx = blockIdx.x * (long)blockDim.x + threadIdx.x;
     if (idx >= (long)B * T * D) return;
-    int d = (int)(idx % D);
-    long bt = idx / D;
-    int t = (int)(bt % T), b = (int)(bt / T);
+    int b, t, d;
+    token_index(idx, D, T, &b, &t, &d);
     float v = t == 0 ? __bfloat162float(cls[d]) : __bfloat162float(pe[((long)b * NP + t - 1) * D + d]);
     x[idx] = __float2bfloat16_rn(v + __bfloat162float(pos[(long)t * D + d]));
 }
@@ -621,9 +628,8 @@ __global__ void tokens_forward_vec_kernel(Pack8 *x, const Pack8 *pe, const Pack8
     int T = NP + 1;
     long idx = blockIdx.x * (long)blockDim.x + threadIdx.x;
     if (idx >= (long)B * T * D8) return;
-    int d = (int)(idx % D8);
-    long bt = idx / D8;
-    int t = (int)(bt % T), b = (int)(bt / T);
+    int b, t, d;
+    token_index(idx, D8, T, &b, &t, &d);
     Pack8 v = t == 0 ? cls[d] : pe[((long)b * NP + t - 1) * D8 + d], q = pos[(long)t * D8 + d], o;
 #pragma unroll
     for (int k = 0; k < 8; k++) o.v[k] = __float2bfloat16_rn(__bfloat162float(v.v[k]) + __bfloat162float(q.v[k]));
@@ -662,9 +668,8 @@ extern "C" void cuda_token_pool_forward(bf16 *out, const bf16 *x, int B, int T, 
 __global__ void pool_backward_kernel(bf16d *dx, const bf16d *dout, int B, int T, int D, int pool) {
     long idx = blockIdx.x * (long)blockDim.x + threadIdx.x;
     if (idx >= (long)B * T * D) return;
-    int d = (int)(idx % D);
-    long bt = idx / D;
-    int t = (int)(bt % T), b = (int)(bt / T);
+    int b, t, d;
+    token_index(idx, D, T, &b, &t, &d);
     float g = __bfloat162float(dout[(long)b * D + d]);
     float v = pool == 0 ? (t == 0 ? g : 0.0f) : (t == 0 ? 0.0f : g / (T - 1));
     dx[idx] = __float2bfloat16_rn(v);
@@ -674,9 +679,8 @@ __global__ void pool_backward_kernel(bf16d *dx, const bf16d *dout, int B, int T,
 __global__ void pool_backward_vec_kernel(Pack8 *dx, const Pack8 *dout, int B, int T, int D8, int pool) {
     long idx = blockIdx.x * (long)blockDim.x + threadIdx.x;
     if (idx >= (long)B * T * D8) return;
-    int d = (int)(idx % D8);
-    long bt = idx / D8;
-    int t = (int)(bt % T), b = (int)(bt / T);
+    int b, t, d;
+    token_index(idx, D8, T, &b, &t, &d);
     Pack8 g = dout[(long)b * D8 + d], o;
 #pragma unroll
     for (int k = 0; k < 8; k++) {
